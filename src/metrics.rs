@@ -1,0 +1,451 @@
+//! Every metric the proxy exports, in one place, rendered in the Prometheus text format.
+//!
+//! Counters live here as atomics; gauges that mirror other components' state
+//! (config generation, ready connectors, token cache counters) are read from those
+//! components when `/metrics` is scraped, see [`Sources`].
+//!
+//! Labels are bounded: a connector id (bounded by the configuration), the HTTP
+//! method (a fixed set, everything else is `other`), the endpoint kind
+//! ([`crate::routing::Endpoint::kind`] plus `base`/`config`/`none`) and the status
+//! class. Never a digest, tag or repository name, which are unbounded.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::auth::AuthStats;
+use crate::registry::Registry;
+use crate::status::StatusBoard;
+
+/// Upper bounds (seconds) of the duration histograms' buckets. Registry traffic
+/// spans cached manifest HEADs (milliseconds) to multi-GiB blobs (minutes).
+pub const DURATION_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+
+/// Prefix of every metric name.
+const NS: &str = "oci_connector";
+
+/// The label value used when a request never reached a connector.
+pub const NO_CONNECTOR: &str = "none";
+
+/// One finished proxied request, as the access log sees it.
+#[derive(Debug, Clone)]
+pub struct RequestRecord<'a> {
+    /// Connector id (`ns/name`), or [`NO_CONNECTOR`].
+    pub connector: &'a str,
+    /// HTTP method.
+    pub method: &'a http::Method,
+    /// Endpoint kind: `manifest`, `blob`, `upload`, `tags`, `referrers`, `base`, `config`, `none`.
+    pub endpoint: &'static str,
+    /// Status sent to the client; 0 when no response was written.
+    pub status: u16,
+    /// Whole request duration.
+    pub duration: Duration,
+    /// Time from the first upstream attempt to the final upstream response header, if any.
+    pub upstream_duration: Option<Duration>,
+    /// Request body bytes received from the client.
+    pub bytes_in: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_out: u64,
+}
+
+/// Outcome of a configuration reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A new snapshot was swapped in.
+    Success,
+    /// The files were invalid; the last good snapshot keeps serving.
+    Error,
+}
+
+/// The proxy's own counters and histograms.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: RwLock<HashMap<RequestKey, Arc<RequestSeries>>>,
+    timings: RwLock<HashMap<TimingKey, Arc<TimingSeries>>>,
+    in_flight: AtomicI64,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    last_reload_ok_unix: AtomicU64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct RequestKey {
+    connector: String,
+    method: &'static str,
+    endpoint: &'static str,
+}
+
+/// Per (connector, method, endpoint): counts by status class and byte totals.
+#[derive(Debug, Default)]
+struct RequestSeries {
+    /// Index 0 = no response, 1..=5 = 1xx..5xx.
+    by_class: [AtomicU64; 6],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct TimingKey {
+    connector: String,
+    endpoint: &'static str,
+}
+
+/// Per (connector, endpoint): request and upstream duration histograms.
+#[derive(Debug, Default)]
+struct TimingSeries {
+    request: Histogram,
+    upstream: Histogram,
+}
+
+/// A fixed-bucket histogram with atomic counters.
+#[derive(Debug, Default)]
+struct Histogram {
+    /// Non-cumulative counts; the last slot is `+Inf`.
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = DURATION_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn write(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, le) in DURATION_BUCKETS.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]).enumerate()
+        {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count.load(Ordering::Relaxed));
+    }
+}
+
+/// Keeps one request counted in `requests_in_flight` while alive.
+#[derive(Debug)]
+pub struct InFlight(Arc<Metrics>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Components whose state is exported as gauges at scrape time.
+#[derive(Clone, Copy)]
+pub struct Sources<'a> {
+    /// The live snapshot (generation, connector count).
+    pub registry: &'a Registry,
+    /// The token machinery's counters.
+    pub auth: &'a AuthStats,
+    /// Connector conditions (ready count).
+    pub status: &'a StatusBoard,
+}
+
+impl Metrics {
+    /// Empty counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped (with
+    /// the request's context, however the request ends).
+    pub fn in_flight_guard(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// Requests currently being served.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Records a finished request.
+    pub fn record_request(&self, r: &RequestRecord<'_>) {
+        let method = method_label(r.method);
+        let counts = series(
+            &self.requests,
+            RequestKey { connector: r.connector.to_string(), method, endpoint: r.endpoint },
+        );
+        let class = usize::from(r.status / 100).min(5);
+        counts.by_class[class].fetch_add(1, Ordering::Relaxed);
+        counts.bytes_in.fetch_add(r.bytes_in, Ordering::Relaxed);
+        counts.bytes_out.fetch_add(r.bytes_out, Ordering::Relaxed);
+
+        let timing =
+            series(&self.timings, TimingKey { connector: r.connector.to_string(), endpoint: r.endpoint });
+        timing.request.observe(r.duration);
+        if let Some(u) = r.upstream_duration {
+            timing.upstream.observe(u);
+        }
+    }
+
+    /// Records a reload attempt.
+    pub fn record_reload(&self, outcome: ReloadOutcome) {
+        match outcome {
+            ReloadOutcome::Success => {
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                self.last_reload_ok_unix.store(now, Ordering::Relaxed);
+            }
+            ReloadOutcome::Error => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The Prometheus text exposition (format 0.0.4) of every metric.
+    pub fn render(&self, src: Sources<'_>) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        self.render_requests(&mut out);
+        self.render_timings(&mut out);
+
+        let a = src.auth;
+        header(
+            &mut out,
+            "token_cache_hits_total",
+            "counter",
+            "Upstream requests served with a cached registry token.",
+        );
+        sample(&mut out, "token_cache_hits_total", "", a.cache_hits.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            "token_cache_misses_total",
+            "counter",
+            "Upstream requests that had to wait for a token request.",
+        );
+        sample(&mut out, "token_cache_misses_total", "", a.cache_misses.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            "token_fetches_total",
+            "counter",
+            "Token requests to registry token endpoints, by outcome.",
+        );
+        sample(&mut out, "token_fetches_total", "outcome=\"success\"", a.fetch_ok.load(Ordering::Relaxed));
+        sample(&mut out, "token_fetches_total", "outcome=\"error\"", a.fetch_failed.load(Ordering::Relaxed));
+
+        header(&mut out, "reloads_total", "counter", "Connector configuration reloads, by outcome.");
+        sample(&mut out, "reloads_total", "outcome=\"success\"", self.reloads_ok.load(Ordering::Relaxed));
+        sample(&mut out, "reloads_total", "outcome=\"error\"", self.reloads_failed.load(Ordering::Relaxed));
+        header(
+            &mut out,
+            "last_reload_success_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful reload (0: none since start).",
+        );
+        sample(
+            &mut out,
+            "last_reload_success_timestamp_seconds",
+            "",
+            self.last_reload_ok_unix.load(Ordering::Relaxed),
+        );
+
+        let snapshot = src.registry.load();
+        header(&mut out, "config_generation", "gauge", "Generation of the connector snapshot being served.");
+        sample(&mut out, "config_generation", "", snapshot.generation);
+        header(&mut out, "connectors", "gauge", "Connectors in the live configuration.");
+        sample(&mut out, "connectors", "", snapshot.connectors().len() as u64);
+        header(&mut out, "connectors_ready", "gauge", "Connectors whose Ready condition is True.");
+        sample(&mut out, "connectors_ready", "", src.status.ready_count() as u64);
+        header(&mut out, "requests_in_flight", "gauge", "Requests being served now.");
+        let _ = writeln!(out, "{NS}_requests_in_flight {}", self.in_flight().max(0));
+        out
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        let map = self.requests.read().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<&RequestKey> = map.keys().collect();
+        keys.sort();
+        header(
+            out,
+            "requests_total",
+            "counter",
+            "Requests by connector, method, endpoint kind and status class.",
+        );
+        for k in &keys {
+            let s = &map[*k];
+            for (class, counter) in s.by_class.iter().enumerate() {
+                let n = counter.load(Ordering::Relaxed);
+                if n > 0 {
+                    let labels = format!("{},status_class=\"{}\"", request_labels(k), class_label(class));
+                    sample(out, "requests_total", &labels, n);
+                }
+            }
+        }
+        header(out, "request_bytes_total", "counter", "Request body bytes received from clients.");
+        for k in &keys {
+            sample(out, "request_bytes_total", &request_labels(k), map[*k].bytes_in.load(Ordering::Relaxed));
+        }
+        header(out, "response_bytes_total", "counter", "Response body bytes sent to clients.");
+        for k in &keys {
+            sample(
+                out,
+                "response_bytes_total",
+                &request_labels(k),
+                map[*k].bytes_out.load(Ordering::Relaxed),
+            );
+        }
+    }
+
+    fn render_timings(&self, out: &mut String) {
+        let map = self.timings.read().unwrap_or_else(|p| p.into_inner());
+        let mut keys: Vec<&TimingKey> = map.keys().collect();
+        keys.sort();
+        let labels =
+            |k: &TimingKey| format!("connector=\"{}\",endpoint=\"{}\"", escape(&k.connector), k.endpoint);
+        header(
+            out,
+            "request_duration_seconds",
+            "histogram",
+            "Time from request start to the end of the response.",
+        );
+        for k in &keys {
+            map[*k].request.write(out, &format!("{NS}_request_duration_seconds"), &labels(k));
+        }
+        header(
+            out,
+            "upstream_duration_seconds",
+            "histogram",
+            "Time from the first upstream attempt to the final upstream response header (includes token retries and followed redirects).",
+        );
+        for k in &keys {
+            let h = &map[*k].upstream;
+            if h.count.load(Ordering::Relaxed) > 0 {
+                h.write(out, &format!("{NS}_upstream_duration_seconds"), &labels(k));
+            }
+        }
+    }
+}
+
+/// Looks a series up under the read lock; inserts it under the write lock only
+/// the first time a label combination is seen.
+fn series<K: std::hash::Hash + Eq, V: Default>(map: &RwLock<HashMap<K, Arc<V>>>, key: K) -> Arc<V> {
+    if let Some(s) = map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return s.clone();
+    }
+    let mut write = map.write().unwrap_or_else(|p| p.into_inner());
+    write.entry(key).or_default().clone()
+}
+
+fn request_labels(k: &RequestKey) -> String {
+    format!("connector=\"{}\",method=\"{}\",endpoint=\"{}\"", escape(&k.connector), k.method, k.endpoint)
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {NS}_{name} {help}");
+    let _ = writeln!(out, "# TYPE {NS}_{name} {kind}");
+}
+
+fn sample(out: &mut String, name: &str, labels: &str, value: u64) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{NS}_{name} {value}");
+    } else {
+        let _ = writeln!(out, "{NS}_{name}{{{labels}}} {value}");
+    }
+}
+
+/// The method as a bounded label value.
+fn method_label(m: &http::Method) -> &'static str {
+    match m.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
+}
+
+fn class_label(class: usize) -> &'static str {
+    ["none", "1xx", "2xx", "3xx", "4xx", "5xx"].get(class).copied().unwrap_or("none")
+}
+
+/// Escapes a label value (Prometheus text format: backslash, quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_millis(30));
+        h.observe(Duration::from_secs(1000));
+        let mut out = String::new();
+        h.write(&mut out, "x", "a=\"b\"");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"0.005\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"0.05\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"300\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{a=\"b\",le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count{a=\"b\"} 3\n"), "{out}");
+        assert!(out.contains("x_sum{a=\"b\"} 1000.033\n"), "{out}");
+    }
+
+    #[test]
+    fn labels_are_bounded_and_escaped() {
+        assert_eq!(method_label(&http::Method::from_bytes(b"PROPFIND").unwrap_or_default()), "other");
+        assert_eq!(class_label(0), "none");
+        assert_eq!(class_label(4), "4xx");
+        assert_eq!(escape("a\"b\\c"), "a\\\"b\\\\c");
+    }
+
+    #[test]
+    fn requests_are_counted_by_class_with_bytes() {
+        let m = Arc::new(Metrics::new());
+        for status in [200, 200, 404, 0] {
+            let _guard = m.in_flight_guard();
+            assert_eq!(m.in_flight(), 1);
+            m.record_request(&RequestRecord {
+                connector: "ns/a",
+                method: &http::Method::GET,
+                endpoint: "blob",
+                status,
+                duration: Duration::from_millis(10),
+                upstream_duration: (status != 0).then_some(Duration::from_millis(5)),
+                bytes_in: 1,
+                bytes_out: 100,
+            });
+        }
+        let mut out = String::new();
+        m.render_requests(&mut out);
+        m.render_timings(&mut out);
+        let l = "connector=\"ns/a\",method=\"GET\",endpoint=\"blob\"";
+        assert!(
+            out.contains(&format!("oci_connector_requests_total{{{l},status_class=\"2xx\"}} 2\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("oci_connector_requests_total{{{l},status_class=\"4xx\"}} 1\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("oci_connector_requests_total{{{l},status_class=\"none\"}} 1\n")),
+            "{out}"
+        );
+        assert!(out.contains(&format!("oci_connector_response_bytes_total{{{l}}} 400\n")), "{out}");
+        assert!(out.contains(&format!("oci_connector_request_bytes_total{{{l}}} 4\n")), "{out}");
+        assert!(out.contains(
+            "oci_connector_upstream_duration_seconds_count{connector=\"ns/a\",endpoint=\"blob\"} 3\n"
+        ));
+        assert_eq!(m.in_flight(), 0);
+    }
+}

@@ -1,0 +1,714 @@
+//! The Pingora `ProxyHttp` implementation: phase methods that orchestrate the
+//! pure helpers in this module's children.
+//!
+//! Request flow: `request_filter` pins the snapshot, routes, and obtains the
+//! upstream `Authorization` *before* any body is read (a request body cannot be
+//! replayed beyond Pingora's 64 KiB retry buffer). `upstream_peer` and
+//! `upstream_request_filter` aim the request at the registry (or at a redirect
+//! target). `upstream_response_filter` retries once on an unexpected 401, follows
+//! storage redirects server-side, rewrites `Location`/`Link`, and turns refusals
+//! into OCI errors that name the connector.
+
+pub mod client_auth;
+pub mod oci_error;
+pub mod peer;
+pub mod respond;
+pub mod rewrite;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use http::{Method, StatusCode};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use url::Url;
+
+use crate::auth::client_token::{credential_from_authorization, KeySet};
+use crate::auth::{self, AuthError, Authorization, UpstreamAuth};
+use crate::clientconfig::{self, ClientConfigKind, RenderInput};
+use crate::config::{ConnectorId, RedirectPolicy, Scheme, Settings};
+use crate::metrics::{InFlight, Metrics, RequestRecord, NO_CONNECTOR};
+use crate::registry::{ConnectorState, Registry, Snapshot};
+use crate::routing::{self, Endpoint, RegistryRoute, Route};
+use client_auth::Admission;
+use oci_error::OciError;
+use peer::{Resolver, Target};
+use rewrite::ClientView;
+
+/// Redirects followed for one request before giving up.
+const MAX_REDIRECTS: u8 = 5;
+
+/// The proxy service. Dependencies are passed in; tests build their own.
+pub struct Proxy {
+    /// The live connector snapshot.
+    pub registry: Arc<Registry>,
+    /// Upstream token machinery.
+    pub auth: Arc<UpstreamAuth>,
+    /// The proxy's settings.
+    pub settings: Arc<Settings>,
+    /// Non-blocking DNS.
+    pub resolver: Arc<Resolver>,
+    /// Client-token keys; `None` when client authentication is off.
+    pub client_keys: Option<Arc<KeySet>>,
+    /// Request counters and histograms (recorded in `logging`).
+    pub metrics: Arc<Metrics>,
+}
+
+/// Per-request state; the snapshot is pinned once in `request_filter`.
+pub struct RequestCtx {
+    started: Instant,
+    snapshot: Option<Arc<Snapshot>>,
+    connector: Option<Arc<ConnectorState>>,
+    route: Option<RegistryRoute>,
+    upstream_repo: String,
+    upstream_uri: String,
+    scopes: Vec<String>,
+    auth: Authorization,
+    auth_stale: bool,
+    auth_retried: bool,
+    redirect: Option<Url>,
+    redirects: u8,
+    retry_intended: bool,
+    failure: Option<OciError>,
+    upstream_status: Option<u16>,
+    bytes_out: u64,
+    bytes_in: u64,
+    /// When the first upstream attempt started, and when the last upstream
+    /// response header arrived (the upstream duration metric).
+    upstream_started: Option<Instant>,
+    upstream_answered: Option<Instant>,
+    /// Counts the request in `requests_in_flight` until the context is dropped.
+    _in_flight: InFlight,
+}
+
+impl RequestCtx {
+    fn connector_name(&self) -> String {
+        self.connector.as_ref().map(|c| c.connector.id.to_string()).unwrap_or_else(|| "-".into())
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            connector: None,
+            route: None,
+            upstream_repo: String::new(),
+            upstream_uri: String::new(),
+            scopes: Vec::new(),
+            auth: Authorization::default(),
+            auth_stale: false,
+            auth_retried: false,
+            redirect: None,
+            redirects: 0,
+            retry_intended: false,
+            failure: None,
+            upstream_status: None,
+            bytes_out: 0,
+            bytes_in: 0,
+            upstream_started: None,
+            upstream_answered: None,
+            _in_flight: self.metrics.in_flight_guard(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let snapshot = self.registry.load();
+        ctx.snapshot = Some(snapshot.clone());
+        let req = session.req_header();
+        let host = request_host(req).to_string();
+        let path = req.uri.path().to_string();
+        let query = req.uri.query().map(str::to_string);
+        let method = req.method.clone();
+
+        // Authenticate before routing, so an unauthenticated caller learns
+        // nothing about which connectors exist.
+        let authorization = req.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
+        let admission =
+            match client_auth::admit(self.client_keys.as_deref(), authorization, SystemTime::now()) {
+                Ok(a) => a,
+                Err(err) => {
+                    respond::unauthorized(session, &err).await?;
+                    return Ok(true);
+                }
+            };
+        let route = match routing::route(&snapshot.router, &host, &path, query.as_deref()) {
+            Route::Base => {
+                respond::api_base(session).await?;
+                return Ok(true);
+            }
+            Route::NotFound(why) => {
+                let err =
+                    OciError::new(404, "NAME_INVALID", format!("no registry route for {path}")).hint(why);
+                return self.reject(session, ctx, err).await;
+            }
+            Route::Configuration { connector, config } => {
+                let result = self.configuration(&snapshot, &admission, session, &connector, &config);
+                return match result {
+                    Ok((kind, text)) => {
+                        let mut h = ResponseHeader::build(200, Some(2))?;
+                        h.insert_header("Content-Type", kind.content_type())?;
+                        respond::send(session, h, bytes::Bytes::from(text)).await?;
+                        Ok(true)
+                    }
+                    Err(err) => self.reject(session, ctx, err).await,
+                };
+            }
+            Route::Registry(r) => r,
+        };
+        let Some(state) = snapshot.select(&route.selector).cloned() else {
+            return self.reject(session, ctx, errors::unknown_connector(&route.selector)).await;
+        };
+        if let Err(err) = admission.allows(&state.connector.id, client_auth::is_write(&method)) {
+            return self.reject(session, ctx, err).await;
+        }
+        let connector = &state.connector;
+        ctx.upstream_repo = rewrite::upstream_repository(connector, &route.repository);
+        let uq = rewrite::upstream_query(query.as_deref(), &route.client_prefix, connector);
+        ctx.upstream_uri = format!("/v2/{}/{}", ctx.upstream_repo, route.endpoint.path_suffix());
+        if let Some(q) = &uq.query {
+            ctx.upstream_uri.push('?');
+            ctx.upstream_uri.push_str(q);
+        }
+        ctx.scopes = auth::scope::predict(&method, &ctx.upstream_repo, uq.mount_from.as_deref());
+        ctx.connector = Some(state.clone());
+        ctx.route = Some(route);
+
+        match self.auth.authorization(&state, &ctx.scopes).await {
+            Ok(a) => ctx.auth = a,
+            Err(e) => {
+                let err = errors::auth_failed(&state, &e);
+                return self.reject(session, ctx, err).await;
+            }
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        // A retry starts over: a failure recorded by the attempt before is moot.
+        ctx.failure = None;
+        ctx.upstream_started.get_or_insert_with(Instant::now);
+        let state =
+            ctx.connector.clone().ok_or_else(|| Error::explain(ErrorType::InternalError, "no connector"))?;
+        let upstream = &state.connector.upstream;
+        let target = match &ctx.redirect {
+            Some(url) => redirect_target(url)?,
+            None => Target { scheme: upstream.scheme, host: upstream.host.clone(), port: upstream.port },
+        };
+        let same_registry = target.host == upstream.host && target.port == upstream.port;
+        peer::build(&self.resolver, &target, same_registry.then_some(&*state), &self.settings.upstream).await
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let state =
+            ctx.connector.clone().ok_or_else(|| Error::explain(ErrorType::InternalError, "no connector"))?;
+        // The client's own credentials are for the proxy, never for the registry.
+        req.remove_header("Authorization");
+        req.remove_header("Proxy-Authorization");
+        req.remove_header("Cookie");
+        if let Some(url) = &ctx.redirect {
+            // Storage/CDN redirects carry their own signature; credentials stay home.
+            let uri = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_string(),
+            };
+            set_uri(req, &uri)?;
+            req.insert_header("Host", url_authority(url))?;
+            return Ok(());
+        }
+        if ctx.auth_stale {
+            ctx.auth_stale = false;
+            match self.auth.authorization(&state, &ctx.scopes).await {
+                Ok(a) => ctx.auth = a,
+                Err(e) => {
+                    ctx.failure = Some(errors::auth_failed(&state, &e));
+                    return Error::e_explain(ErrorType::Custom("upstream auth"), "token refresh failed");
+                }
+            }
+        }
+        let uri = ctx.upstream_uri.clone();
+        set_uri(req, &uri)?;
+        req.insert_header("Host", state.connector.upstream.authority())?;
+        if let Some(h) = &ctx.auth.header {
+            req.insert_header("Authorization", h.expose())?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if resp.status.is_informational() {
+            return Ok(());
+        }
+        let status = resp.status.as_u16();
+        ctx.upstream_status = Some(status);
+        ctx.upstream_answered = Some(Instant::now());
+        let state =
+            ctx.connector.clone().ok_or_else(|| Error::explain(ErrorType::InternalError, "no connector"))?;
+        let from_registry = ctx.redirect.is_none();
+
+        let challenge = header_str(resp, "WWW-Authenticate").and_then(auth::challenge::parse);
+        if from_registry && status == 401 && !ctx.auth_retried {
+            // The registry refused a token it should have accepted (expired early,
+            // revoked, or a scope we did not predict): learn its challenge, drop
+            // the token, and try once more with a fresh one.
+            self.auth.refused(&state, challenge.as_ref(), &ctx.scopes).await;
+            if let Some(auth::Challenge::Bearer { scope: Some(s), .. }) = &challenge {
+                ctx.scopes = merge_scopes(&ctx.scopes, &auth::scope::split(s));
+            }
+            ctx.auth_stale = true;
+            ctx.auth_retried = true;
+            return Err(self.retry(ctx, errors::refused(&state, ctx, 401, challenge.as_ref())));
+        }
+        if from_registry && (status == 401 || status == 403) {
+            ctx.failure = Some(errors::refused(&state, ctx, status, challenge.as_ref()));
+            return Error::e_explain(ErrorType::HTTPStatus(status), "registry refused the request");
+        }
+        if is_redirect(resp.status) && state.connector.redirects == RedirectPolicy::Follow && follows(session)
+        {
+            if let Some(next) = self.next_redirect(resp, ctx) {
+                if ctx.redirects >= MAX_REDIRECTS {
+                    ctx.failure = Some(errors::too_many_redirects(&state));
+                    return Error::e_explain(ErrorType::HTTPStatus(502), "too many redirects");
+                }
+                ctx.redirects += 1;
+                ctx.redirect = Some(next);
+                return Err(self.retry(ctx, errors::redirect_failed(&state)));
+            }
+        }
+        self.rewrite_headers(session, resp, ctx, &state)?;
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if let Some(b) = body {
+            ctx.bytes_in += b.len() as u64;
+        }
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<std::time::Duration>> {
+        if let Some(b) = body {
+            ctx.bytes_out += b.len() as u64;
+        }
+        Ok(None)
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        let truncated = session.as_ref().retry_buffer_truncated();
+        if std::mem::take(&mut ctx.retry_intended) {
+            // Our own retries (auth refresh, redirects) are safe whenever the
+            // body, if any, is still in the retry buffer.
+            e.set_retry(!truncated);
+        } else if !session.req_header().method.is_idempotent() || truncated {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        let err = ctx.failure.take().or_else(|| errors::classify(e, ctx));
+        let code = match err {
+            Some(err) if session.response_written().is_none() => {
+                if let Err(we) = respond::error(session, &err).await {
+                    log::debug!("cannot send error response: {we}");
+                }
+                err.status
+            }
+            Some(err) => err.status,
+            None => 0,
+        };
+        FailToProxy { error_code: code, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let req = session.req_header();
+        let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+        let duration = ctx.started.elapsed();
+        let connector = ctx.connector.as_ref().map(|c| c.connector.id.to_string());
+        let endpoint = match &ctx.route {
+            Some(r) => r.endpoint.kind(),
+            None if req.uri.path().trim_end_matches('/') == "/v2" => "base",
+            None => "none",
+        };
+        self.metrics.record_request(&RequestRecord {
+            connector: connector.as_deref().unwrap_or(NO_CONNECTOR),
+            method: &req.method,
+            endpoint,
+            status,
+            duration,
+            upstream_duration: ctx
+                .upstream_started
+                .zip(ctx.upstream_answered)
+                .map(|(s, a)| a.saturating_duration_since(s)),
+            bytes_in: ctx.bytes_in,
+            bytes_out: ctx.bytes_out,
+        });
+        log::info!(
+            target: "oci_connector::access",
+            "connector={} method={} path={} status={} upstream_status={} bytes_in={} bytes_out={} duration_ms={} token_cached={} redirects={}{}",
+            connector.as_deref().unwrap_or("-"),
+            req.method,
+            req.uri.path(),
+            status,
+            ctx.upstream_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            ctx.bytes_in,
+            ctx.bytes_out,
+            duration.as_millis(),
+            ctx.auth.from_cache,
+            ctx.redirects,
+            e.map(|e| format!(" error=\"{}\"", e.etype().as_str())).unwrap_or_default(),
+        );
+    }
+}
+
+impl Proxy {
+    /// Writes `err` as the response and ends the request.
+    async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, err: OciError) -> Result<bool> {
+        ctx.upstream_status = None;
+        respond::error(session, &err).await?;
+        Ok(true)
+    }
+
+    /// Renders a client configuration for one connector with the caller's own
+    /// token: no new rights are minted this way.
+    fn configuration(
+        &self,
+        snapshot: &Snapshot,
+        admission: &Admission,
+        session: &Session,
+        id: &ConnectorId,
+        config: &str,
+    ) -> Result<(ClientConfigKind, String), OciError> {
+        let kind: ClientConfigKind = config.parse().map_err(|_| {
+            OciError::new(404, "UNSUPPORTED", format!("unknown configuration {config}")).hint(
+                "one of registry-config, docker-config, dockerd, buildkitd, containerd, registries-conf",
+            )
+        })?;
+        admission.allows(id, false)?;
+        let state =
+            snapshot.get(id).ok_or_else(|| errors::unknown_connector(&routing::Selector::Id(id.clone())))?;
+        let (subject, push, token) = match admission {
+            Admission::Open => ("oci-connector".to_string(), true, None),
+            Admission::Granted(g) => {
+                let token = session
+                    .req_header()
+                    .headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| credential_from_authorization(v.as_bytes()));
+                (g.subject.clone(), g.push, token)
+            }
+        };
+        let input = RenderInput {
+            settings: &self.settings,
+            connectors: vec![&state.connector],
+            subject,
+            token,
+            push,
+        };
+        let rendered = clientconfig::render(kind, &input)
+            .map_err(|e| OciError::new(404, "UNSUPPORTED", format!("cannot render {kind} for {id}: {e}")))?;
+        let text = rendered.files.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join("\n");
+        Ok((kind, text))
+    }
+
+    /// An error that asks Pingora to run the request again; `fallback` is what
+    /// the client gets if a retry turns out impossible (body already streamed).
+    fn retry(&self, ctx: &mut RequestCtx, fallback: OciError) -> Box<Error> {
+        ctx.retry_intended = true;
+        ctx.failure = Some(fallback);
+        let mut e = Error::explain(ErrorType::Custom("retry upstream"), "retrying upstream request");
+        e.set_retry(true);
+        e
+    }
+
+    /// Where a redirect response points, resolved against the current target.
+    fn next_redirect(&self, resp: &ResponseHeader, ctx: &RequestCtx) -> Option<Url> {
+        let location = header_str(resp, "Location")?;
+        let state = ctx.connector.as_ref()?;
+        let base = match &ctx.redirect {
+            Some(u) => u.clone(),
+            None => {
+                Url::parse(&format!("{}{}", state.connector.upstream.base_url(), ctx.upstream_uri)).ok()?
+            }
+        };
+        let next = base.join(location).ok()?;
+        matches!(next.scheme(), "http" | "https").then_some(next)
+    }
+
+    /// Maps `Location` and `Link` to the client's view and drops upstream auth hints.
+    fn rewrite_headers(
+        &self,
+        session: &Session,
+        resp: &mut ResponseHeader,
+        ctx: &RequestCtx,
+        state: &ConnectorState,
+    ) -> Result<()> {
+        // The registry's challenge points at its own token server; clients
+        // authenticate to us, never there.
+        resp.remove_header("WWW-Authenticate");
+        let Some(route) = &ctx.route else { return Ok(()) };
+        let origin = client_origin(&self.settings, session.req_header());
+        let view = ClientView {
+            upstream: &state.connector.upstream,
+            upstream_repo: &ctx.upstream_repo,
+            client_repo: &route.repository,
+            client_prefix: &route.client_prefix,
+            client_origin: &origin,
+        };
+        if let Some(loc) = header_str(resp, "Location").and_then(|l| view.location(l)) {
+            resp.insert_header("Location", loc)?;
+        }
+        if matches!(route.endpoint, Endpoint::Tags) {
+            if let Some(link) = header_str(resp, "Link").and_then(|l| view.link(l)) {
+                resp.insert_header("Link", link)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+mod errors {
+    //! The OCI errors the proxy produces, each naming the connector and never a credential.
+
+    use super::*;
+    use crate::routing::Selector;
+
+    pub fn unknown_connector(sel: &Selector) -> OciError {
+        let (what, hint) = match sel {
+            Selector::Id(id) => (
+                format!("connector {id} not found"),
+                "check the namespace and name in the image reference; `oci-connector check` lists the connectors",
+            ),
+            Selector::RegistryHost(h) => (
+                format!("no connector serves registry {h}"),
+                "add a connector whose spec.address is that registry",
+            ),
+        };
+        OciError::new(404, "NAME_UNKNOWN", what).hint(hint)
+    }
+
+    pub fn auth_failed(state: &ConnectorState, e: &AuthError) -> OciError {
+        let id = &state.connector.id;
+        let msg = format!("connector {id}: {e}");
+        match e {
+            AuthError::Rejected { status } => {
+                let code = if *status == 403 { "DENIED" } else { "UNAUTHORIZED" };
+                OciError::new(*status, code, msg).hint(secret_hint(state))
+            }
+            AuthError::Timeout => OciError::new(504, "UNAVAILABLE", msg).hint(address_hint(state)),
+            _ => OciError::new(502, "UNAVAILABLE", msg).hint(address_hint(state)),
+        }
+    }
+
+    /// The registry refused a request made with the connector's credentials.
+    /// A token that lacks the scope (`insufficient_scope`) or a 403 means the
+    /// account may not do this: `DENIED`; anything else is `UNAUTHORIZED`.
+    pub fn refused(
+        state: &ConnectorState,
+        ctx: &RequestCtx,
+        status: u16,
+        challenge: Option<&auth::Challenge>,
+    ) -> OciError {
+        let id = &state.connector.id;
+        let write = ctx.scopes.iter().any(|s| s.ends_with("push") || s.ends_with("delete"));
+        let what = if write { "push to" } else { "pull from" };
+        let repo = &ctx.upstream_repo;
+        let insufficient = matches!(challenge, Some(auth::Challenge::Bearer { error: Some(e), .. }) if e == "insufficient_scope");
+        let (code, message) = match (&state.connector.credentials, status) {
+            (None, _) => (
+                "UNAUTHORIZED",
+                format!("connector {id} is anonymous and the registry requires credentials to {what} {repo}"),
+            ),
+            (Some(_), 403) => ("DENIED", format!("connector {id}: the registry denied the connector's account to {what} {repo}")),
+            (Some(_), _) if insufficient => (
+                "DENIED",
+                format!("connector {id}: the connector's account may not {what} {repo} (the registry granted too little access)"),
+            ),
+            (Some(_), _) => (
+                "UNAUTHORIZED",
+                format!("connector {id}: the registry refused the connector's credentials to {what} {repo}"),
+            ),
+        };
+        OciError::new(status, code, message).hint(secret_hint(state))
+    }
+
+    pub fn too_many_redirects(state: &ConnectorState) -> OciError {
+        OciError::new(
+            502,
+            "UNAVAILABLE",
+            format!("connector {}: the registry redirected too many times", state.connector.id),
+        )
+    }
+
+    pub fn redirect_failed(state: &ConnectorState) -> OciError {
+        OciError::new(
+            502,
+            "UNAVAILABLE",
+            format!(
+                "connector {}: cannot follow the registry's redirect with this request body",
+                state.connector.id
+            ),
+        )
+    }
+
+    /// Turns a Pingora error into what the client is told.
+    pub fn classify(e: &Error, ctx: &RequestCtx) -> Option<OciError> {
+        use ErrorType::*;
+        let who = ctx.connector_name();
+        let target = ctx.connector.as_ref().map(|s| s.connector.upstream.authority()).unwrap_or_default();
+        let (status, code, msg) = match e.etype() {
+            ConnectTimedout => {
+                (504, "UNAVAILABLE", format!("connector {who}: timed out connecting to {target}"))
+            }
+            ReadTimedout | WriteTimedout => {
+                (504, "UNAVAILABLE", format!("connector {who}: registry {target} did not answer in time"))
+            }
+            ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure | InvalidCert
+            | TLSHandshakeTimedout | ConnectProxyFailure | SocketError | BindError => (
+                502,
+                "UNAVAILABLE",
+                format!("connector {who}: cannot connect to registry {target} ({})", e.etype().as_str()),
+            ),
+            HTTPStatus(c) => (*c, "UNKNOWN", format!("connector {who}: request failed")),
+            _ => match e.esource() {
+                ErrorSource::Downstream => match e.etype() {
+                    ReadError | WriteError | ConnectionClosed => return None,
+                    _ => (400, "UNSUPPORTED", "malformed request".to_string()),
+                },
+                ErrorSource::Upstream => (
+                    502,
+                    "UNAVAILABLE",
+                    format!("connector {who}: registry {target} failed ({})", e.etype().as_str()),
+                ),
+                _ => (500, "UNKNOWN", format!("connector {who}: internal error")),
+            },
+        };
+        Some(OciError::new(status, code, msg))
+    }
+
+    fn secret_hint(state: &ConnectorState) -> String {
+        let c = &state.connector;
+        match &c.secret_name {
+            Some(s) => format!(
+                "check the username/password in secret {}/{s} and the account's rights",
+                c.id.namespace
+            ),
+            None => "add auth.secretRef with credentials the registry accepts".to_string(),
+        }
+    }
+
+    fn address_hint(state: &ConnectorState) -> String {
+        format!("check that {} is reachable from the proxy", state.connector.address)
+    }
+}
+
+/// `Host` (HTTP/1) or the URI authority (HTTP/2).
+fn request_host(req: &RequestHeader) -> &str {
+    req.headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
+}
+
+/// `scheme://host[:port]` the client used to reach us.
+fn client_origin(settings: &Settings, req: &RequestHeader) -> String {
+    let host = request_host(req);
+    if host.is_empty() {
+        return settings.public_url.origin().ascii_serialization();
+    }
+    format!("{}://{host}", settings.public_url.scheme())
+}
+
+fn header_str<'a>(resp: &'a ResponseHeader, name: &str) -> Option<&'a str> {
+    resp.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn set_uri(req: &mut RequestHeader, uri: &str) -> Result<()> {
+    let parsed = uri
+        .parse::<http::Uri>()
+        .map_err(|_| Error::explain(ErrorType::InternalError, "cannot build the upstream URI"))?;
+    req.set_uri(parsed);
+    Ok(())
+}
+
+fn is_redirect(s: StatusCode) -> bool {
+    matches!(s.as_u16(), 301 | 302 | 303 | 307 | 308)
+}
+
+/// Only bodiless reads are followed; a redirected upload is the client's business.
+fn follows(session: &Session) -> bool {
+    let m = &session.req_header().method;
+    m == Method::GET || m == Method::HEAD
+}
+
+fn redirect_target(url: &Url) -> Result<Target> {
+    let scheme = match url.scheme() {
+        "https" => Scheme::Https,
+        _ => Scheme::Http,
+    };
+    let host = url
+        .host_str()
+        .ok_or_else(|| Error::explain(ErrorType::InternalError, "redirect without host"))?
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(scheme.default_port());
+    Ok(Target { scheme, host, port })
+}
+
+fn url_authority(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    }
+}
+
+fn merge_scopes(predicted: &[String], demanded: &[String]) -> Vec<String> {
+    let mut all = predicted.to_vec();
+    for s in demanded {
+        if !all.contains(s) {
+            all.push(s.clone());
+        }
+    }
+    all
+}
