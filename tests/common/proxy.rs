@@ -27,19 +27,32 @@ pub struct Proxy {
     child: ChildGuard,
     dir: tempfile::TempDir,
     port: u16,
+    admin_port: Option<u16>,
     resolver: Resolver,
 }
 
 impl Proxy {
     /// Starts the proxy with `connectors` (YAML manifests) and extra settings lines.
     pub async fn start(resolver: Resolver, connectors: &str, extra_settings: &str) -> Proxy {
+        Self::start_inner(resolver, connectors, extra_settings, false).await
+    }
+
+    /// Like [`Proxy::start`], with the admin listener on a free port (see [`Proxy::admin_url`]).
+    pub async fn start_with_admin(resolver: Resolver, connectors: &str, extra_settings: &str) -> Proxy {
+        Self::start_inner(resolver, connectors, extra_settings, true).await
+    }
+
+    async fn start_inner(resolver: Resolver, connectors: &str, extra_settings: &str, admin: bool) -> Proxy {
         let mut dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("connectors.yaml"), connectors).expect("write connectors");
         for _ in 0..5 {
             let port = free_port();
+            let admin_port = admin.then(free_port);
+            let admin_settings =
+                admin_port.map(|p| format!("admin:\n  listen: 127.0.0.1:{p}\n")).unwrap_or_default();
             let settings = format!(
                 "listen: 127.0.0.1:{port}\npublicUrl: http://127.0.0.1:{port}\nconnectors:\n  paths: [connectors.yaml]\n\
-                 resolver: {}\nhostResolver:\n  domain: {HOST_DOMAIN}\nthreads: 2\n{extra_settings}",
+                 resolver: {}\nhostResolver:\n  domain: {HOST_DOMAIN}\nthreads: 2\n{admin_settings}{extra_settings}",
                 match resolver {
                     Resolver::Path => "path",
                     Resolver::Host => "host",
@@ -61,7 +74,7 @@ impl Proxy {
                 .stderr(Stdio::from(log))
                 .spawn()
                 .expect("spawn oci-connector");
-            let mut proxy = Proxy { child: ChildGuard::new("oci-connector", child), dir, port, resolver };
+            let mut proxy = Proxy { child: ChildGuard::new("oci-connector", child), dir, port, admin_port, resolver };
             if proxy.wait_ready().await {
                 return proxy;
             }
@@ -79,7 +92,11 @@ impl Proxy {
                 return false;
             }
             if let Ok(r) = client.get(format!("http://127.0.0.1:{}/v2/", self.port)).send().await {
-                if r.status().as_u16() == 200 || r.status().as_u16() == 401 {
+                let admin_up = match self.admin_port {
+                    Some(p) => client.get(format!("http://127.0.0.1:{p}/healthz")).send().await.is_ok(),
+                    None => true,
+                };
+                if (r.status().as_u16() == 200 || r.status().as_u16() == 401) && admin_up {
                     return true;
                 }
             }
@@ -143,6 +160,73 @@ impl Proxy {
         }
     }
 
+    /// `http://127.0.0.1:<admin port>` (only for [`Proxy::start_with_admin`]).
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port.expect("started without admin"))
+    }
+
+    /// GET `<admin>/<path>` and its body as text; panics unless it answers 200.
+    pub async fn admin_get(&self, path: &str) -> String {
+        let url = format!("{}/{}", self.admin_url(), path.trim_start_matches('/'));
+        let resp = reqwest::get(&url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        resp.text().await.expect("admin body")
+    }
+
+    /// `/connectors` as JSON.
+    pub async fn connectors_status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.admin_get("/connectors").await).expect("connectors JSON")
+    }
+
+    /// The value of a metric sample in `/metrics` (`name{labels}` exactly as
+    /// rendered, or a bare name); 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.admin_get("/metrics").await;
+        metric_value(&text, sample)
+    }
+
+    /// Path of the connectors file the proxy watches.
+    pub fn connectors_path(&self) -> PathBuf {
+        self.dir.path().join("connectors.yaml")
+    }
+
+    /// Path of the settings file.
+    pub fn settings_path(&self) -> PathBuf {
+        self.dir.path().join("settings.yaml")
+    }
+
+    /// Replaces the connectors file the way editors do: write a temp file, rename it over.
+    pub fn write_connectors(&self, yaml: &str) {
+        let tmp = self.dir.path().join(".connectors.yaml.tmp");
+        std::fs::write(&tmp, yaml).expect("write connectors");
+        std::fs::rename(&tmp, self.connectors_path()).expect("rename connectors");
+    }
+
+    /// Sends a signal (`"HUP"`, `"TERM"`, `"QUIT"`) to the proxy.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
+        assert!(ok.success(), "kill -{sig} failed");
+    }
+
+    /// Waits (up to `within`) for `config_generation` to reach `generation`;
+    /// returns the time it took.
+    pub async fn wait_generation(&self, generation: u64, within: Duration) -> Duration {
+        let start = std::time::Instant::now();
+        while start.elapsed() < within {
+            let list = self.connectors_status().await;
+            if list["reload"]["generation"].as_u64().unwrap_or(0) >= generation {
+                return start.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("generation {generation} not reached within {within:?}; log:\n{}", self.log());
+    }
+
+    /// Whether the child has exited (and its status).
+    pub fn try_exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_exit_status()
+    }
+
     /// The directory holding settings, connectors and the log.
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
@@ -167,6 +251,15 @@ impl Proxy {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     }
+}
+
+/// The value of `sample` (`name{labels}` or a bare name) in a Prometheus text exposition; 0 when absent.
+pub fn metric_value(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A Connector manifest (and its Secret when `credentials` is given).
