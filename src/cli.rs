@@ -241,12 +241,20 @@ fn render(
                     std::fs::create_dir_all(parent)
                         .with_context(|| format!("cannot create {}", parent.display()))?;
                 }
-                std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+                write_private(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
                 eprintln!("wrote {}", path.display());
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a rendered file owner-only: `config.json` and `hosts.toml` carry a token.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 fn parse_id(spec: &str) -> anyhow::Result<ConnectorId> {

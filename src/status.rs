@@ -34,6 +34,9 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(30);
 /// thousands of connections at once).
 const PROBE_CONCURRENCY: usize = 16;
 
+/// How soon a proxy listener found down is checked again.
+const LISTENER_RECHECK: Duration = Duration::from_millis(500);
+
 /// Longest wait for the proxy listener to accept a connection.
 const LISTENER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -627,17 +630,28 @@ impl Prober {
 impl BackgroundService for Prober {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut next_full = tokio::time::Instant::now();
+        let mut woken = false;
         loop {
-            let all = tokio::time::Instant::now() >= next_full;
-            if all {
-                next_full = tokio::time::Instant::now() + self.interval;
+            let now = tokio::time::Instant::now();
+            if now >= next_full {
+                next_full = now + self.interval;
+                self.round(true).await;
+            } else if woken {
+                self.round(false).await;
+            } else {
+                self.board.set_listening(&probe_listener(self.listen).await);
             }
-            self.round(all).await;
-            tokio::select! {
-                _ = tokio::time::sleep_until(next_full) => {}
-                _ = self.board.wake.notified() => {}
+            // The proxy listener may start after the first round: recheck it
+            // soon rather than reporting it down for a whole interval.
+            let wait = match self.board.proxy_listening() {
+                true => next_full,
+                false => next_full.min(tokio::time::Instant::now() + LISTENER_RECHECK),
+            };
+            woken = tokio::select! {
+                _ = tokio::time::sleep_until(wait) => false,
+                _ = self.board.wake.notified() => true,
                 _ = shutdown.changed() => return,
-            }
+            };
         }
     }
 }

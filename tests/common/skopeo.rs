@@ -73,6 +73,9 @@ pub struct CopyOpts {
     pub extra_args: Vec<String>,
     /// Extra environment for skopeo (e.g. `HTTP_PROXY`), set after the sandbox's own.
     pub env: Vec<(String, String)>,
+    /// A client auth file (e.g. a rendered `config.json`) for both references,
+    /// used instead of explicit credentials.
+    pub authfile: Option<std::path::PathBuf>,
 }
 
 /// A failed skopeo run.
@@ -136,8 +139,16 @@ pub fn copy_blocking(src: &str, dest: &str, opts: &CopyOpts) -> SkopeoResult<Str
     if !opts.allow_digest_change {
         args.push("--preserve-digests".into());
     }
-    args.extend(creds_args(src, "--src-creds", "--src-no-creds", opts.src_creds.as_ref()));
-    args.extend(creds_args(dest, "--dest-creds", "--dest-no-creds", opts.dest_creds.as_ref()));
+    match &opts.authfile {
+        Some(f) => {
+            let f = f.display().to_string();
+            args.extend(["--src-authfile".into(), f.clone(), "--dest-authfile".into(), f]);
+        }
+        None => {
+            args.extend(creds_args(src, "--src-creds", "--src-no-creds", opts.src_creds.as_ref()));
+            args.extend(creds_args(dest, "--dest-creds", "--dest-no-creds", opts.dest_creds.as_ref()));
+        }
+    }
     args.extend(["--src-tls-verify=false".into(), "--dest-tls-verify=false".into()]);
     args.extend(["--digestfile".into(), digest_file.display().to_string()]);
     args.extend(opts.extra_args.iter().cloned());
