@@ -16,6 +16,7 @@ have openssl || need_pkgs+=(openssl)
 have podman || need_pkgs+=(podman)
 have buildah || need_pkgs+=(buildah)
 have containerd || need_pkgs+=(containerd)
+have dockerd || need_pkgs+=(docker.io)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "installing: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
