@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::fixture::{Mode, Upstream, PASSWORD, USER};
 use common::images;
 use common::proxy::{connector_yaml, Proxy, Resolver};
-use common::token_server::TokenServerConfig;
+use common::token_server::{Fault, TokenServerConfig};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RANGE};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -247,4 +247,30 @@ async fn client_authorization_is_replaced_not_forwarded() {
         .expect("send");
     assert_eq!(r.status(), StatusCode::OK);
     assert!(!proxy.log().contains(PASSWORD));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_token_is_refreshed_once_and_never_reused() {
+    let up = Upstream::start(Mode::Token).await;
+    up.seed(&images::tiny(), "tiny").await;
+    let tokens = up.tokens.as_ref().expect("token server");
+    let proxy = Proxy::start(Resolver::Path, &up.connector("team-a", "reg"), "").await;
+    let pull = || get(&proxy, "tiny/manifests/v1").header(ACCEPT, MANIFEST_TYPES).send();
+
+    // The token server hands out tokens the registry refuses: the proxy fetches,
+    // is refused, refreshes exactly once, is refused again, and says so.
+    tokens.set_fault(Fault::GarbageToken);
+    tokens.reset_counts();
+    let (status, code, message) = oci_error(pull().await.expect("send")).await;
+    assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"), "{message}");
+    assert_eq!(tokens.request_count(), 2, "one fetch plus one refresh: {:?}", tokens.requests());
+
+    // Once the token server behaves, the refused token is not reused.
+    tokens.set_fault(Fault::None);
+    let r = pull().await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(tokens.request_count(), 3);
+    let r = pull().await.expect("send");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(tokens.request_count(), 3, "the good token is cached");
 }

@@ -160,3 +160,37 @@ async fn tag_pagination_links_point_back_through_the_proxy() {
         assert_eq!(body["tags"], serde_json::json!(["v2"]));
     }
 }
+
+/// A registry that accepts connections and then never answers, or drops them.
+async fn misbehaving(reset: bool) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            if reset {
+                // SO_LINGER 0: close with RST.
+                let _ = stream.set_linger(Some(std::time::Duration::ZERO));
+                drop(stream);
+            } else {
+                held.push(stream);
+            }
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_registry_gives_504_and_a_reset_502() {
+    for (reset, want) in [(false, StatusCode::GATEWAY_TIMEOUT), (true, StatusCode::BAD_GATEWAY)] {
+        let (url, task) = misbehaving(reset).await;
+        let settings = "upstream:\n  readTimeout: 1s\n  tokenTimeout: 1s\n";
+        let proxy = Proxy::start(Resolver::Path, &connector_yaml("team-a", "reg", &url, None), settings).await;
+        let r = reqwest::get(format!("{}/app/manifests/v1", proxy.api_base("team-a", "reg"))).await.expect("send");
+        assert_eq!(r.status(), want, "reset={reset}");
+        let body: serde_json::Value = r.json().await.expect("json");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("team-a/reg"), "{message}");
+        task.abort();
+    }
+}

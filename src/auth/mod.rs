@@ -68,10 +68,14 @@ impl AuthError {
             return AuthError::Timeout;
         }
         let what = if e.is_connect() { "connection failed" } else { "request failed" };
-        // reqwest's source chain says refused/unresolvable without the URL.
-        let cause = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_default();
-        let cause = cause.split(':').next_back().unwrap_or_default().trim().to_string();
-        AuthError::Unreachable(if cause.is_empty() { what.to_string() } else { format!("{what}: {cause}") })
+        // The innermost cause says what really happened (refused, unknown CA, ...);
+        // reqwest's own message would carry the URL, which may carry a username.
+        let mut cause: &dyn std::error::Error = &e;
+        while let Some(inner) = cause.source() {
+            cause = inner;
+        }
+        let root = cause.to_string();
+        AuthError::Unreachable(if std::ptr::addr_eq(cause, &e) { what.to_string() } else { format!("{what}: {root}") })
     }
 }
 

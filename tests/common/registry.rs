@@ -44,6 +44,16 @@ pub struct Registry {
     dir: TempDir,
     addr: SocketAddr,
     auth: RegistryAuth,
+    tls: bool,
+}
+
+/// A server certificate and key (PEM files) for a TLS registry.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
 }
 
 /// Attempts before giving up; a free port can be taken between probing and binding.
@@ -54,9 +64,14 @@ impl Registry {
     /// Starts a registry and blocks (briefly, ~0.1-0.5 s) until `GET /v2/` answers
     /// (200 anonymous, 401 otherwise). Panics with the registry log if it cannot start.
     pub fn start(auth: RegistryAuth) -> Registry {
+        Self::start_with_tls(auth, None)
+    }
+
+    /// Like [`Registry::start`], serving HTTPS with `tls` when given.
+    pub fn start_with_tls(auth: RegistryAuth, tls: Option<TlsFiles>) -> Registry {
         let mut last_err = String::new();
         for _ in 0..START_ATTEMPTS {
-            match Self::try_start(auth.clone()) {
+            match Self::try_start_with(auth.clone(), tls.clone()) {
                 Ok(registry) => return registry,
                 Err(e) => {
                     eprintln!("docker-registry start attempt failed, retrying: {e}");
@@ -69,9 +84,15 @@ impl Registry {
 
     /// One attempt on one port; `Err` carries the tail of the registry log.
     pub fn try_start(auth: RegistryAuth) -> io::Result<Registry> {
+        Self::try_start_with(auth, None)
+    }
+
+    /// One attempt, optionally serving HTTPS. (The readiness probe speaks plain
+    /// HTTP; a TLS registry answers it with 400, which is an answer.)
+    pub fn try_start_with(auth: RegistryAuth, tls: Option<TlsFiles>) -> io::Result<Registry> {
         let dir = tempfile::Builder::new().prefix("registry-").tempdir()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-        let config = write_config(dir.path(), addr, &auth)?;
+        let config = write_config(dir.path(), addr, &auth, tls.as_ref())?;
         let mut child = spawn(dir.path(), &config)?;
         let ready = poll_until(READY_TIMEOUT, || {
             if child.try_exit_status().is_some() {
@@ -80,7 +101,7 @@ impl Registry {
             http_status(addr, "/v2/").ok().map(|_| true)
         });
         if ready == Some(true) {
-            return Ok(Registry { child, dir, addr, auth });
+            return Ok(Registry { child, dir, addr, auth, tls: tls.is_some() });
         }
         child.kill();
         let log = fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default();
@@ -97,9 +118,9 @@ impl Registry {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https` for a TLS registry).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     /// `127.0.0.1:<port>/<repo>:<tag>`, an image reference without transport.
@@ -147,7 +168,7 @@ fn spawn(dir: &Path, config: &Path) -> io::Result<ChildGuard> {
 }
 
 /// Writes `config.yml` (distribution config version 0.1) into `dir`.
-fn write_config(dir: &Path, addr: SocketAddr, auth: &RegistryAuth) -> io::Result<PathBuf> {
+fn write_config(dir: &Path, addr: SocketAddr, auth: &RegistryAuth, tls: Option<&TlsFiles>) -> io::Result<PathBuf> {
     let storage = dir.join("storage");
     fs::create_dir_all(&storage)?;
     // The access log stays on (it goes to registry.log, handy when a test fails). The
@@ -156,9 +177,12 @@ fn write_config(dir: &Path, addr: SocketAddr, auth: &RegistryAuth) -> io::Result
         "version: 0.1\n\
          log:\n  level: warn\n\
          storage:\n  filesystem:\n    rootdirectory: {storage:?}\n  delete:\n    enabled: true\n\
-         http:\n  addr: {addr}\n\
-         health:\n  storagedriver:\n    enabled: false\n"
+         health:\n  storagedriver:\n    enabled: false\n\
+         http:\n  addr: {addr}\n"
     );
+    if let Some(t) = tls {
+        let _ = write!(yaml, "  tls:\n    certificate: {:?}\n    key: {:?}\n", t.cert, t.key);
+    }
     yaml.push_str(&auth_section(dir, auth)?);
     let path = dir.join("config.yml");
     fs::write(&path, yaml)?;
