@@ -43,7 +43,9 @@ fn find<'a>(all: &'a BTreeMap<String, Vec<Value>>, kind: &str, name: &str) -> &'
 #[test]
 fn every_kubernetes_file_parses_into_well_formed_objects() {
     let all = deploy_documents();
-    for name in ["deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml", "pdb.yaml", "kustomization.yaml"] {
+    for name in
+        ["deployment.yaml", "service.yaml", "configmap.yaml", "secret.yaml", "pdb.yaml", "kustomization.yaml"]
+    {
         assert!(all.contains_key(name), "missing {name}");
     }
     for (file, docs) in &all {
@@ -76,7 +78,10 @@ fn every_kubernetes_file_parses_into_well_formed_objects() {
     assert!(c["resources"]["requests"].is_mapping() && c["resources"]["limits"].is_mapping());
     let selector = &dep["spec"]["selector"]["matchLabels"];
     assert_eq!(&find(&all, "Service", "oci-connector")["spec"]["selector"], selector);
-    assert_eq!(&find(&all, "PodDisruptionBudget", "oci-connector")["spec"]["selector"]["matchLabels"], selector);
+    assert_eq!(
+        &find(&all, "PodDisruptionBudget", "oci-connector")["spec"]["selector"]["matchLabels"],
+        selector
+    );
     // Every volume's ConfigMap or Secret is shipped, except the client-token key,
     // which operators create (a key in a public file would be everyone's key).
     for v in spec["volumes"].as_sequence().expect("volumes") {
@@ -103,14 +108,20 @@ fn the_configuration_in_the_manifests_loads() {
         p
     };
     let data = |kind: &str, name: &str, field: &str, key: &str| -> String {
-        find(&all, kind, name)[field][key].as_str().unwrap_or_else(|| panic!("{kind} {name} {field}.{key}")).to_string()
+        find(&all, kind, name)[field][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{kind} {name} {field}.{key}"))
+            .to_string()
     };
     let etc = dir.path().display().to_string();
-    let settings =
-        data("ConfigMap", "oci-connector-settings", "data", "oci-connector.yaml").replace("/etc/oci-connector", &etc);
+    let settings = data("ConfigMap", "oci-connector-settings", "data", "oci-connector.yaml")
+        .replace("/etc/oci-connector", &etc);
     std::fs::write(dir.path().join("oci-connector.yaml"), settings).expect("write");
-    std::fs::write(mount("connectors").join("connectors.yaml"), data("ConfigMap", "oci-connector-connectors", "data", "connectors.yaml"))
-        .expect("write");
+    std::fs::write(
+        mount("connectors").join("connectors.yaml"),
+        data("ConfigMap", "oci-connector-connectors", "data", "connectors.yaml"),
+    )
+    .expect("write");
     std::fs::write(
         mount("credentials").join("credentials.yaml"),
         data("Secret", "oci-connector-credentials", "stringData", "credentials.yaml"),

@@ -11,7 +11,8 @@ use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
 
-const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+const MANIFEST_TYPES: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_match_the_traffic() {
@@ -19,19 +20,35 @@ async fn metrics_match_the_traffic() {
     let image = images::tiny();
     up.seed(&image, "tiny").await;
     let proxy = Proxy::start_with_admin(Resolver::Path, &up.connector("team-a", "reg"), "").await;
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
     let api = proxy.api_base("team-a", "reg");
     let mut bytes_out = 0u64;
 
     // 3 manifest GETs, 1 manifest HEAD, 1 unknown tag (404), 2 blob GETs.
     for _ in 0..3 {
-        let r = client.get(format!("{api}/tiny/manifests/v1")).header(ACCEPT, MANIFEST_TYPES).send().await.expect("get");
+        let r = client
+            .get(format!("{api}/tiny/manifests/v1"))
+            .header(ACCEPT, MANIFEST_TYPES)
+            .send()
+            .await
+            .expect("get");
         assert_eq!(r.status(), StatusCode::OK);
         bytes_out += r.bytes().await.expect("body").len() as u64;
     }
-    let r = client.head(format!("{api}/tiny/manifests/v1")).header(ACCEPT, MANIFEST_TYPES).send().await.expect("head");
+    let r = client
+        .head(format!("{api}/tiny/manifests/v1"))
+        .header(ACCEPT, MANIFEST_TYPES)
+        .send()
+        .await
+        .expect("head");
     assert_eq!(r.status(), StatusCode::OK);
-    let r = client.get(format!("{api}/tiny/manifests/nope")).header(ACCEPT, MANIFEST_TYPES).send().await.expect("get");
+    let r = client
+        .get(format!("{api}/tiny/manifests/nope"))
+        .header(ACCEPT, MANIFEST_TYPES)
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     bytes_out += r.bytes().await.expect("body").len() as u64;
     let manifest_bytes = bytes_out;
@@ -46,7 +63,12 @@ async fn metrics_match_the_traffic() {
     // An upload: POST opens the session, PUT carries the body.
     let body: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
-    let r = client.post(format!("{api}/tiny/blobs/uploads/")).header(CONTENT_LENGTH, 0).send().await.expect("post");
+    let r = client
+        .post(format!("{api}/tiny/blobs/uploads/"))
+        .header(CONTENT_LENGTH, 0)
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let location = r.headers()[LOCATION].to_str().expect("location").to_string();
     let sep = if location.contains('?') { '&' } else { '?' };
@@ -64,12 +86,18 @@ async fn metrics_match_the_traffic() {
     let base_before = proxy.metric(base).await;
     let r = client.get(format!("http://{}/v2/", proxy.addr())).send().await.expect("base");
     assert_eq!(r.status(), StatusCode::OK);
-    let r = client.get(format!("{}/tiny/manifests/v1", proxy.api_base("team-a", "missing"))).send().await.expect("get");
+    let r = client
+        .get(format!("{}/tiny/manifests/v1", proxy.api_base("team-a", "missing")))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     let text = proxy.admin_get("/metrics").await;
     let m = |s: &str| metric_value(&text, s);
-    let l = |method: &str, endpoint: &str| format!("connector=\"team-a/reg\",method=\"{method}\",endpoint=\"{endpoint}\"");
+    let l = |method: &str, endpoint: &str| {
+        format!("connector=\"team-a/reg\",method=\"{method}\",endpoint=\"{endpoint}\"")
+    };
     let req = |method: &str, endpoint: &str, class: &str| {
         m(&format!("oci_connector_requests_total{{{},status_class=\"{class}\"}}", l(method, endpoint)))
     };
@@ -82,7 +110,9 @@ async fn metrics_match_the_traffic() {
     assert_eq!(m(base), base_before + 1.0);
     assert_eq!(m("oci_connector_requests_total{connector=\"none\",method=\"GET\",endpoint=\"none\",status_class=\"4xx\"}"), 1.0);
 
-    let out = |method: &str, endpoint: &str| m(&format!("oci_connector_response_bytes_total{{{}}}", l(method, endpoint)));
+    let out = |method: &str, endpoint: &str| {
+        m(&format!("oci_connector_response_bytes_total{{{}}}", l(method, endpoint)))
+    };
     assert_eq!(out("GET", "manifest"), manifest_bytes as f64, "{text}");
     assert_eq!(out("GET", "blob"), blob_bytes as f64, "{text}");
     assert_eq!(out("HEAD", "manifest"), 0.0);
@@ -114,7 +144,10 @@ async fn metrics_match_the_traffic() {
     assert_eq!(m("oci_connector_reloads_total{outcome=\"success\"}"), 0.0);
     assert_eq!(m("oci_connector_requests_in_flight"), 1.0 - 1.0, "no request in flight");
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        assert!(!line.contains("sha256") && !line.contains("tiny") && !line.contains("v1\""), "unbounded label: {line}");
+        assert!(
+            !line.contains("sha256") && !line.contains("tiny") && !line.contains("v1\""),
+            "unbounded label: {line}"
+        );
     }
     // Every sample line parses as `name{labels} value`.
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {

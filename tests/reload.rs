@@ -16,7 +16,8 @@ use common::skopeo::{self, CopyOpts};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
 
-const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+const MANIFEST_TYPES: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
      application/vnd.docker.distribution.manifest.v2+json";
 
 async fn get_manifest(client: &reqwest::Client, proxy: &Proxy, ns: &str, name: &str) -> StatusCode {
@@ -64,7 +65,11 @@ async fn a_connector_added_to_the_file_serves_within_seconds() {
         written.elapsed().as_millis()
     );
     assert!(written.elapsed() < Duration::from_secs(10));
-    assert!(proxy.log().contains("configuration reloaded generation=2 trigger=file-change"), "{}", proxy.log());
+    assert!(
+        proxy.log().contains("configuration reloaded generation=2 trigger=file-change"),
+        "{}",
+        proxy.log()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -88,18 +93,29 @@ async fn a_broken_file_keeps_the_last_good_configuration_and_says_why() {
         assert!(Instant::now() < deadline, "no failed reload reported; log:\n{}", proxy.log());
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let errors: Vec<String> =
-        list["reload"]["errors"].as_array().expect("errors").iter().map(|e| e.as_str().unwrap_or("").into()).collect();
+    let errors: Vec<String> = list["reload"]["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e.as_str().unwrap_or("").into())
+        .collect();
     let joined = errors.join("\n");
     assert!(joined.contains("connectors.yaml") && joined.contains("adress"), "{joined}");
     assert!(joined.contains("did you mean `address`?"), "a hint: {joined}");
     assert_eq!(list["reload"]["generation"], 1, "the served generation is unchanged");
-    let names: Vec<&str> = list["items"].as_array().expect("items").iter().filter_map(|i| i["metadata"]["name"].as_str()).collect();
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
     assert_eq!(names, ["reg"]);
 
     // The old connector still serves; the failure is logged and counted.
     assert_eq!(get_manifest(&client, &proxy, "team-a", "reg").await, StatusCode::OK);
-    assert!(proxy.log().contains("configuration reload failed, keeping the last good configuration generation=1"));
+    assert!(proxy
+        .log()
+        .contains("configuration reload failed, keeping the last good configuration generation=1"));
     assert!(proxy.log().contains("configuration problem: "), "{}", proxy.log());
     assert_eq!(proxy.metric("oci_connector_reloads_total{outcome=\"error\"}").await, 1.0);
     assert_eq!(proxy.metric("oci_connector_config_generation").await, 1.0);
@@ -170,13 +186,16 @@ async fn twenty_reloads_under_a_pull_loop_fail_no_request() {
             let client = reqwest::Client::new();
             let api = proxy.api_base("team-a", "reg");
             while !stop.load(Ordering::Relaxed) {
-                let manifest = client.get(format!("{api}/apps/multi/manifests/v1")).header(ACCEPT, MANIFEST_TYPES);
+                let manifest =
+                    client.get(format!("{api}/apps/multi/manifests/v1")).header(ACCEPT, MANIFEST_TYPES);
                 let blob = client.get(format!("{api}/apps/multi/blobs/{blob}"));
                 for req in [manifest, blob] {
                     let outcome = match req.send().await {
-                        Ok(r) if r.status() == StatusCode::OK => r.bytes().await.map(|_| ()).map_err(|e| e.to_string()),
+                        Ok(r) if r.status() == StatusCode::OK => {
+                            r.bytes().await.map(|_| ()).map_err(|e| e.to_string())
+                        }
                         Ok(r) => Err(r.status().to_string()),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(format!("{e:?}")),
                     };
                     match outcome {
                         Ok(()) => ok.fetch_add(1, Ordering::Relaxed),
@@ -193,7 +212,11 @@ async fn twenty_reloads_under_a_pull_loop_fail_no_request() {
     for i in 0..20u64 {
         // Alternate file edits (with another connector coming and going) and SIGHUP.
         if i % 2 == 0 {
-            let extra = if i % 4 == 0 { up.connector("team-b", format!("extra-{i}").as_str()) } else { String::new() };
+            let extra = if i % 4 == 0 {
+                up.connector("team-b", format!("extra-{i}").as_str())
+            } else {
+                String::new()
+            };
             proxy.write_connectors(&format!("{base}{extra}"));
         } else {
             proxy.signal("HUP");
@@ -225,19 +248,28 @@ async fn reloading_a_thousand_connectors_takes_well_under_a_second() {
     use oci_connector::status::StatusBoard;
 
     let many: String = (0..1000)
-        .map(|i| connector_yaml("bulk", &format!("c{i:04}"), &format!("https://registry-{i}.example.com"), Some(("u", &format!("p{i}")))))
+        .map(|i| {
+            connector_yaml(
+                "bulk",
+                &format!("c{i:04}"),
+                &format!("https://registry-{i}.example.com"),
+                Some(("u", &format!("p{i}"))),
+            )
+        })
         .collect();
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("connectors.yaml"), &many).expect("write");
     let settings_path = dir.path().join("settings.yaml");
-    std::fs::write(&settings_path, "listen: 127.0.0.1:5000\nconnectors:\n  paths: [connectors.yaml]\n").expect("write");
+    std::fs::write(&settings_path, "listen: 127.0.0.1:5000\nconnectors:\n  paths: [connectors.yaml]\n")
+        .expect("write");
     let cfg = config::load(&settings_path).unwrap_or_else(|d| panic!("{d}"));
     assert_eq!(cfg.connectors.len(), 1000);
     let settings = Arc::new(cfg.settings);
     let http = registry::shared_http_client(&settings);
     let snapshot = Snapshot::build(1, &settings, cfg.connectors, &http).expect("snapshot");
     let reg = Arc::new(Registry::new(snapshot));
-    let reloader = Reloader::new(settings, reg.clone(), http, Arc::new(Metrics::new()), Arc::new(StatusBoard::new(1)));
+    let reloader =
+        Reloader::new(settings, reg.clone(), http, Arc::new(Metrics::new()), Arc::new(StatusBoard::new(1)));
     let mut times = Vec::new();
     for _ in 0..5 {
         let report = tokio::task::block_in_place(|| reloader.reload(Trigger::Manual)).expect("reload");
@@ -259,12 +291,17 @@ async fn reloading_a_thousand_connectors_takes_well_under_a_second() {
     assert!(median < limit, "median {median:?}");
 
     // The running proxy: write the file, time until the new generation serves.
-    let proxy = Proxy::start_with_admin(Resolver::Path, &connector_yaml("a", "b", "http://127.0.0.1:9", None), "").await;
+    let proxy =
+        Proxy::start_with_admin(Resolver::Path, &connector_yaml("a", "b", "http://127.0.0.1:9", None), "")
+            .await;
     let written = Instant::now();
     proxy.write_connectors(&many);
     proxy.wait_generation(2, Duration::from_secs(10)).await;
     let picked_up = written.elapsed();
     let list = proxy.connectors_status().await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(1000));
-    println!("running proxy: 1000-connector file live {} ms after the write (includes the 200 ms debounce)", picked_up.as_millis());
+    println!(
+        "running proxy: 1000-connector file live {} ms after the write (includes the 200 ms debounce)",
+        picked_up.as_millis()
+    );
 }

@@ -27,7 +27,7 @@ async fn settled(proxy: &Proxy) -> Value {
         let list = proxy.connectors_status().await;
         let pending = list["items"].as_array().expect("items").iter().any(|i| {
             i["status"]["lastProbeTime"].is_null()
-                || i["status"]["conditions"].as_array().map_or(true, |cs| {
+                || i["status"]["conditions"].as_array().is_none_or(|cs| {
                     cs.iter().any(|c| c["type"] == "ProxyServiceReady" && c["status"] != "True")
                 })
         });
@@ -76,7 +76,10 @@ async fn token_registry_good_wrong_password_and_unreachable() {
     assert_eq!(reason, "TokenIssued");
     assert!(message.contains("library/tiny") && message.contains(USER), "{message}");
     assert_eq!(condition(&list, "good", "SecretReady").1, "SecretFound");
-    let good = list["items"].as_array().and_then(|i| i.iter().find(|i| i["metadata"]["name"] == "good")).expect("good");
+    let good = list["items"]
+        .as_array()
+        .and_then(|i| i.iter().find(|i| i["metadata"]["name"] == "good"))
+        .expect("good");
     assert_eq!(
         good["status"]["proxy"]["httpAddress"]["url"],
         format!("http://{}/namespaces/team-a/connectors/good", proxy.addr())
@@ -85,7 +88,12 @@ async fn token_registry_good_wrong_password_and_unreachable() {
 
     let (status, reason, message) = condition(&list, "wrong", "AuthReady");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "CredentialsRejected"), "{message}");
-    assert!(message.contains(USER) && message.contains("401") && message.contains("check the username and password"), "{message}");
+    assert!(
+        message.contains(USER)
+            && message.contains("401")
+            && message.contains("check the username and password"),
+        "{message}"
+    );
     let (status, reason, _) = condition(&list, "wrong", "Ready");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "CredentialsRejected"));
     assert_eq!(condition(&list, "wrong", "LivenessReady").0, "True");
@@ -99,7 +107,9 @@ async fn token_registry_good_wrong_password_and_unreachable() {
 
     assert_eq!(proxy.metric("oci_connector_connectors_ready").await, 1.0);
     assert_eq!(proxy.metric("oci_connector_connectors").await, 3.0);
-    assert!(proxy.log().contains("connector condition changed connector=team-a/wrong type=AuthReady status=False"));
+    assert!(proxy
+        .log()
+        .contains("connector condition changed connector=team-a/wrong type=AuthReady status=False"));
 
     // The CLI reads the same API.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_oci-connector"))
@@ -110,9 +120,16 @@ async fn token_registry_good_wrong_password_and_unreachable() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{table}\n{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "NAMESPACE", "ADDRESS", "READY", "REASON", "AGE"]);
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "NAMESPACE", "ADDRESS", "READY", "REASON", "AGE"]
+    );
     let row = |name: &str| {
-        lines.iter().find(|l| l.starts_with(&format!("{name} "))).map(|l| l.split_whitespace().collect::<Vec<_>>()).unwrap_or_default()
+        lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
     };
     assert_eq!(row("good")[1..5], ["team-a", up.registry.url().as_str(), "True", "Ready"]);
     assert_eq!(row("wrong")[3..5], ["False", "CredentialsRejected"]);
@@ -132,7 +149,8 @@ async fn token_registry_good_wrong_password_and_unreachable() {
 #[tokio::test(flavor = "multi_thread")]
 async fn basic_auth_registry_checks_the_credentials_at_v2() {
     let up = Upstream::start(Mode::Htpasswd).await;
-    let connectors = [up.connector("team-a", "good"), up.connector_as("team-a", "wrong", USER, "nope")].concat();
+    let connectors =
+        [up.connector("team-a", "good"), up.connector_as("team-a", "wrong", USER, "nope")].concat();
     let proxy = Proxy::start_with_admin(Resolver::Path, &connectors, "").await;
     let list = settled(&proxy).await;
     let (status, reason, message) = condition(&list, "good", "AuthReady");
