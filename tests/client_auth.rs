@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
+use common::cli::{self, keygen, token_settings};
 use common::fixture::{Mode, Upstream};
 use common::images;
 use common::proxy::{Proxy, Resolver};
@@ -16,34 +16,15 @@ use common::skopeo::{self, CopyOpts};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// Runs the oci-connector CLI; returns stdout or panics with stderr.
-fn cli(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_oci-connector")).args(args).output().expect("run cli");
-    assert!(out.status.success(), "oci-connector {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A key file made by `oci-connector keygen`.
-fn keygen(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(name);
-    cli(&["keygen", &path.display().to_string()]);
-    path
-}
-
-fn token_settings(keys: &[&Path]) -> String {
-    let files: Vec<String> = keys.iter().map(|k| format!("\"{}\"", k.display())).collect();
-    format!("clientAuth:\n  mode: token\n  keyFiles: [{}]\n", files.join(", "))
-}
-
 fn settings_path(proxy: &Proxy) -> String {
-    proxy.dir().join("settings.yaml").display().to_string()
+    proxy.settings_path().display().to_string()
 }
 
 fn mint(proxy: &Proxy, connectors: &str, extra: &[&str]) -> String {
     let config = settings_path(proxy);
     let mut args = vec!["token", "--config", &config, "--connector", connectors];
     args.extend_from_slice(extra);
-    cli(&args)
+    cli::run(&args)
 }
 
 /// Two connectors on one registry, so "wrong connector" can be tested.
@@ -77,9 +58,7 @@ async fn a_rendered_config_json_lets_skopeo_pull_and_push() {
     let proxy = setup(&up, &[&key]).await;
 
     let out = tempfile::tempdir().expect("temp dir");
-    let config = settings_path(&proxy);
-    let out_dir = out.path().display().to_string();
-    cli(&["render", "registry-config", "--config", &config, "--connector", "team-a/reg", "--push", "--out", &out_dir]);
+    cli::render(&proxy, "registry-config", "team-a/reg", &["--push"], out.path());
     let authfile = out.path().join("config.json");
     let rendered: Value = serde_json::from_slice(&std::fs::read(&authfile).expect("config.json")).expect("json");
     assert!(rendered["auths"][proxy.addr()]["auth"].is_string(), "{rendered}");
@@ -174,7 +153,7 @@ async fn every_bad_token_is_refused_with_the_right_status() {
             .replace(&format!("\"{}\"", key.display()), &format!("\"{}\"", old_key.display()))
             .replace("paths: [connectors.yaml]", &format!("paths: [\"{}\"]", connectors.display()));
         std::fs::write(&old_only, s).expect("write");
-        cli(&["token", "--config", &old_only.display().to_string(), "--connector", "team-a/reg"])
+        cli::run(&["token", "--config", &old_only.display().to_string(), "--connector", "team-a/reg"])
     };
     let (status, _, _) = manifest_status(&proxy, Some(("x", &by_old_key))).await;
     assert_eq!(status, StatusCode::OK, "a token of a still-listed key verifies");

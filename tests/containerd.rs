@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::cli;
 use common::fixture::{Mode, Upstream};
 use common::images;
 use common::proc::ChildGuard;
@@ -72,26 +72,6 @@ impl Containerd {
     }
 }
 
-fn cli(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_oci-connector")).args(args).output().expect("run cli");
-    assert!(out.status.success(), "oci-connector {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-fn render_hosts(proxy: &Proxy, out: &Path) {
-    cli(&[
-        "render",
-        "containerd",
-        "--config",
-        &proxy.dir().join("settings.yaml").display().to_string(),
-        "--connector",
-        "team-a/reg",
-        "--push",
-        "--out",
-        &out.display().to_string(),
-    ]);
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn ctr_pulls_and_pushes_with_the_rendered_hosts_toml() {
     // A token registry: containerd falling back to the registry itself (the
@@ -100,13 +80,11 @@ async fn ctr_pulls_and_pushes_with_the_rendered_hosts_toml() {
     let image = images::multilayer();
     up.seed(&image, "team/app").await;
     let keys = tempfile::tempdir().expect("temp dir");
-    let key = keys.path().join("proxy.key");
-    cli(&["keygen", &key.display().to_string()]);
-    let settings = format!("clientAuth:\n  mode: token\n  keyFiles: [\"{}\"]\n", key.display());
-    let proxy = Proxy::start(Resolver::Path, &up.connector("team-a", "reg"), &settings).await;
+    let key = cli::keygen(keys.path(), "proxy.key");
+    let proxy = Proxy::start(Resolver::Path, &up.connector("team-a", "reg"), &cli::token_settings(&[&key])).await;
 
     let out = tempfile::tempdir().expect("temp dir");
-    render_hosts(&proxy, out.path());
+    cli::render(&proxy, "containerd", "team-a/reg", &["--push"], out.path());
     let hosts_dir = out.path().join("certs.d");
     assert!(hosts_dir.join(up.registry.addr()).join("hosts.toml").exists());
 

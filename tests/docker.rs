@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::cli;
 use common::fixture::{Mode, Upstream};
 use common::images;
 use common::proc::{poll_until, ChildGuard};
@@ -86,28 +87,10 @@ async fn docker_pulls_and_pushes_with_the_rendered_config_json() {
     let image = images::multilayer();
     up.seed(&image, "team/app").await;
     let keys = tempfile::tempdir().expect("temp dir");
-    let key = keys.path().join("proxy.key");
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_oci-connector")).args(args).output().expect("cli");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    };
-    cli(&["keygen", &key.display().to_string()]);
-    let settings = format!("clientAuth:\n  mode: token\n  keyFiles: [\"{}\"]\n", key.display());
-    let proxy = Proxy::start(Resolver::Path, &up.connector("team-a", "reg"), &settings).await;
+    let key = cli::keygen(keys.path(), "proxy.key");
+    let proxy = Proxy::start(Resolver::Path, &up.connector("team-a", "reg"), &cli::token_settings(&[&key])).await;
     let config_dir = tempfile::tempdir().expect("temp dir");
-    cli(&[
-        "render",
-        "registry-config",
-        "--config",
-        &proxy.dir().join("settings.yaml").display().to_string(),
-        "--connector",
-        "team-a/reg",
-        "--push",
-        "--subject",
-        "docker-test",
-        "--out",
-        &config_dir.path().display().to_string(),
-    ]);
+    cli::render(&proxy, "registry-config", "team-a/reg", &["--push", "--subject", "docker-test"], config_dir.path());
 
     let dockerd = tokio::task::spawn_blocking(Dockerd::start).await.expect("dockerd");
     let prefix = proxy.image_prefix("team-a", "reg");

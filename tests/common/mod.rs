@@ -16,6 +16,7 @@
 //! hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod fake;
 pub mod fixture;
 pub mod images;
