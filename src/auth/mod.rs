@@ -75,7 +75,11 @@ impl AuthError {
             cause = inner;
         }
         let root = cause.to_string();
-        AuthError::Unreachable(if std::ptr::addr_eq(cause, &e) { what.to_string() } else { format!("{what}: {root}") })
+        AuthError::Unreachable(if std::ptr::addr_eq(cause, &e) {
+            what.to_string()
+        } else {
+            format!("{what}: {root}")
+        })
     }
 }
 

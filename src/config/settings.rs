@@ -45,7 +45,8 @@ pub(super) fn read_settings(path: &Path, diags: &mut Diagnostics) -> (Vec<PathBu
 fn lenient_connector_paths(text: &str, path: &Path) -> Vec<PathBuf> {
     let base = path.parent().unwrap_or_else(|| Path::new("."));
     let Ok(value) = serde_yaml::from_str::<serde_yaml::Value>(text) else { return Vec::new() };
-    let Some(list) = value.get("connectors").and_then(|c| c.get("paths")).and_then(|p| p.as_sequence()) else {
+    let Some(list) = value.get("connectors").and_then(|c| c.get("paths")).and_then(|p| p.as_sequence())
+    else {
         return Vec::new();
     };
     list.iter().filter_map(|p| p.as_str()).map(|p| base.join(p)).collect()

@@ -10,6 +10,7 @@
 //! into OCI errors that name the connector.
 
 pub mod client_auth;
+mod errors;
 pub mod oci_error;
 pub mod peer;
 pub mod respond;
@@ -21,13 +22,13 @@ use std::time::{Instant, SystemTime};
 use async_trait::async_trait;
 use http::{Method, StatusCode};
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use url::Url;
 
 use crate::auth::client_token::{credential_from_authorization, KeySet};
-use crate::auth::{self, AuthError, Authorization, UpstreamAuth};
+use crate::auth::{self, Authorization, UpstreamAuth};
 use crate::clientconfig::{self, ClientConfigKind, RenderInput};
 use crate::config::{ConnectorId, RedirectPolicy, Scheme, Settings};
 use crate::metrics::{InFlight, Metrics, RequestRecord, NO_CONNECTOR};
@@ -503,141 +504,6 @@ impl Proxy {
             }
         }
         Ok(())
-    }
-}
-
-mod errors {
-    //! The OCI errors the proxy produces, each naming the connector and never a credential.
-
-    use super::*;
-    use crate::routing::Selector;
-
-    pub fn unknown_connector(sel: &Selector) -> OciError {
-        let (what, hint) = match sel {
-            Selector::Id(id) => (
-                format!("connector {id} not found"),
-                "check the namespace and name in the image reference; `oci-connector check` lists the connectors",
-            ),
-            Selector::RegistryHost(h) => (
-                format!("no connector serves registry {h}"),
-                "add a connector whose spec.address is that registry",
-            ),
-        };
-        OciError::new(404, "NAME_UNKNOWN", what).hint(hint)
-    }
-
-    pub fn auth_failed(state: &ConnectorState, e: &AuthError) -> OciError {
-        let id = &state.connector.id;
-        let msg = format!("connector {id}: {e}");
-        match e {
-            AuthError::Rejected { status } => {
-                let code = if *status == 403 { "DENIED" } else { "UNAUTHORIZED" };
-                OciError::new(*status, code, msg).hint(secret_hint(state))
-            }
-            AuthError::Timeout => OciError::new(504, "UNAVAILABLE", msg).hint(address_hint(state)),
-            _ => OciError::new(502, "UNAVAILABLE", msg).hint(address_hint(state)),
-        }
-    }
-
-    /// The registry refused a request made with the connector's credentials.
-    /// A token that lacks the scope (`insufficient_scope`) or a 403 means the
-    /// account may not do this: `DENIED`; anything else is `UNAUTHORIZED`.
-    pub fn refused(
-        state: &ConnectorState,
-        ctx: &RequestCtx,
-        status: u16,
-        challenge: Option<&auth::Challenge>,
-    ) -> OciError {
-        let id = &state.connector.id;
-        let write = ctx.scopes.iter().any(|s| s.ends_with("push") || s.ends_with("delete"));
-        let what = if write { "push to" } else { "pull from" };
-        let repo = &ctx.upstream_repo;
-        let insufficient = matches!(challenge, Some(auth::Challenge::Bearer { error: Some(e), .. }) if e == "insufficient_scope");
-        let (code, message) = match (&state.connector.credentials, status) {
-            (None, _) => (
-                "UNAUTHORIZED",
-                format!("connector {id} is anonymous and the registry requires credentials to {what} {repo}"),
-            ),
-            (Some(_), 403) => ("DENIED", format!("connector {id}: the registry denied the connector's account to {what} {repo}")),
-            (Some(_), _) if insufficient => (
-                "DENIED",
-                format!("connector {id}: the connector's account may not {what} {repo} (the registry granted too little access)"),
-            ),
-            (Some(_), _) => (
-                "UNAUTHORIZED",
-                format!("connector {id}: the registry refused the connector's credentials to {what} {repo}"),
-            ),
-        };
-        OciError::new(status, code, message).hint(secret_hint(state))
-    }
-
-    pub fn too_many_redirects(state: &ConnectorState) -> OciError {
-        OciError::new(
-            502,
-            "UNAVAILABLE",
-            format!("connector {}: the registry redirected too many times", state.connector.id),
-        )
-    }
-
-    pub fn redirect_failed(state: &ConnectorState) -> OciError {
-        OciError::new(
-            502,
-            "UNAVAILABLE",
-            format!(
-                "connector {}: cannot follow the registry's redirect with this request body",
-                state.connector.id
-            ),
-        )
-    }
-
-    /// Turns a Pingora error into what the client is told.
-    pub fn classify(e: &Error, ctx: &RequestCtx) -> Option<OciError> {
-        use ErrorType::*;
-        let who = ctx.connector_name();
-        let target = ctx.connector.as_ref().map(|s| s.connector.upstream.authority()).unwrap_or_default();
-        let (status, code, msg) = match e.etype() {
-            ConnectTimedout => {
-                (504, "UNAVAILABLE", format!("connector {who}: timed out connecting to {target}"))
-            }
-            ReadTimedout | WriteTimedout => {
-                (504, "UNAVAILABLE", format!("connector {who}: registry {target} did not answer in time"))
-            }
-            ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure | InvalidCert
-            | TLSHandshakeTimedout | ConnectProxyFailure | SocketError | BindError => (
-                502,
-                "UNAVAILABLE",
-                format!("connector {who}: cannot connect to registry {target} ({})", e.etype().as_str()),
-            ),
-            HTTPStatus(c) => (*c, "UNKNOWN", format!("connector {who}: request failed")),
-            _ => match e.esource() {
-                ErrorSource::Downstream => match e.etype() {
-                    ReadError | WriteError | ConnectionClosed => return None,
-                    _ => (400, "UNSUPPORTED", "malformed request".to_string()),
-                },
-                ErrorSource::Upstream => (
-                    502,
-                    "UNAVAILABLE",
-                    format!("connector {who}: registry {target} failed ({})", e.etype().as_str()),
-                ),
-                _ => (500, "UNKNOWN", format!("connector {who}: internal error")),
-            },
-        };
-        Some(OciError::new(status, code, msg))
-    }
-
-    fn secret_hint(state: &ConnectorState) -> String {
-        let c = &state.connector;
-        match &c.secret_name {
-            Some(s) => format!(
-                "check the username/password in secret {}/{s} and the account's rights",
-                c.id.namespace
-            ),
-            None => "add auth.secretRef with credentials the registry accepts".to_string(),
-        }
-    }
-
-    fn address_hint(state: &ConnectorState) -> String {
-        format!("check that {} is reachable from the proxy", state.connector.address)
     }
 }
 
