@@ -69,7 +69,8 @@ fn an_open_proxy_on_a_public_address_must_be_asked_for() {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("connectors.yaml"), "").expect("connectors");
     let settings = dir.path().join("settings.yaml");
-    std::fs::write(&settings, "listen: 0.0.0.0:5999\nconnectors:\n  paths: [connectors.yaml]\n").expect("settings");
+    std::fs::write(&settings, "listen: 0.0.0.0:5999\nconnectors:\n  paths: [connectors.yaml]\n")
+        .expect("settings");
     let out = run(&["check", "--config", &settings.display().to_string()]);
     assert!(!out.status.success());
     assert!(text(&out).contains("allowAnonymousClients"), "{}", text(&out));

@@ -35,7 +35,8 @@ async fn setup(up: &Upstream, keys: &[&Path]) -> Proxy {
 
 async fn manifest_status(proxy: &Proxy, auth: Option<(&str, &str)>) -> (StatusCode, Option<String>, Value) {
     let url = format!("{}/tiny/manifests/v1", proxy.api_base("team-a", "reg"));
-    let mut req = reqwest::Client::new().get(url).header("Accept", "application/vnd.oci.image.manifest.v1+json");
+    let mut req =
+        reqwest::Client::new().get(url).header("Accept", "application/vnd.oci.image.manifest.v1+json");
     match auth {
         Some(("bearer", t)) => req = req.bearer_auth(t),
         Some((user, t)) => req = req.basic_auth(user, Some(t)),
@@ -60,15 +61,20 @@ async fn a_rendered_config_json_lets_skopeo_pull_and_push() {
     let out = tempfile::tempdir().expect("temp dir");
     cli::render(&proxy, "registry-config", "team-a/reg", &["--push"], out.path());
     let authfile = out.path().join("config.json");
-    let rendered: Value = serde_json::from_slice(&std::fs::read(&authfile).expect("config.json")).expect("json");
+    let rendered: Value =
+        serde_json::from_slice(&std::fs::read(&authfile).expect("config.json")).expect("json");
     assert!(rendered["auths"][proxy.addr()]["auth"].is_string(), "{rendered}");
 
     let prefix = proxy.image_prefix("team-a", "reg");
     let layout = tempfile::tempdir().expect("temp dir");
     let pull = CopyOpts { authfile: Some(authfile.clone()), ..CopyOpts::default() };
-    let pulled = skopeo::copy(&format!("docker://{prefix}/tiny:v1"), &format!("oci:{}:v1", layout.path().display()), &pull)
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
+    let pulled = skopeo::copy(
+        &format!("docker://{prefix}/tiny:v1"),
+        &format!("oci:{}:v1", layout.path().display()),
+        &pull,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", proxy.log()));
     assert_eq!(pulled, image.manifest_digest);
     let pushed = skopeo::copy(&image.oci_ref(), &format!("docker://{prefix}/copied:v1"), &pull)
         .await
@@ -177,26 +183,47 @@ async fn configurations_are_served_with_the_callers_own_token() {
         format!("http://{}/namespaces/{ns}/connectors/{name}/configurations/{kind}", proxy.addr())
     };
 
-    let r = client.get(url("team-a", "reg", "registry-config")).basic_auth("x", Some(&token)).send().await.expect("get");
+    let r = client
+        .get(url("team-a", "reg", "registry-config"))
+        .basic_auth("x", Some(&token))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), StatusCode::OK);
     let config: Value = r.json().await.expect("json");
     let auth = config["auths"][proxy.addr()]["auth"].as_str().expect("auth");
     let decoded = base64::engine::general_purpose::STANDARD.decode(auth).expect("base64");
-    assert_eq!(String::from_utf8(decoded).expect("utf8"), format!("ci-job-42:{token}"), "the caller's own token");
+    assert_eq!(
+        String::from_utf8(decoded).expect("utf8"),
+        format!("ci-job-42:{token}"),
+        "the caller's own token"
+    );
 
-    let r = client.get(url("team-a", "reg", "dockerd")).basic_auth("x", Some(&token)).send().await.expect("get");
+    let r =
+        client.get(url("team-a", "reg", "dockerd")).basic_auth("x", Some(&token)).send().await.expect("get");
     let daemon: Value = r.json().await.expect("json");
     assert_eq!(daemon["insecure-registries"], serde_json::json!([proxy.addr()]));
 
-    let r = client.get(url("team-a", "reg", "buildkitd")).basic_auth("x", Some(&token)).send().await.expect("get");
+    let r = client
+        .get(url("team-a", "reg", "buildkitd"))
+        .basic_auth("x", Some(&token))
+        .send()
+        .await
+        .expect("get");
     let toml = r.text().await.expect("text");
     assert!(toml.contains("http = true") && !toml.contains("insecure = true"), "{toml}");
 
     // Another connector's configuration is not for this token; no token at all is 401.
-    let r = client.get(url("team-b", "other", "registry-config")).basic_auth("x", Some(&token)).send().await.expect("get");
+    let r = client
+        .get(url("team-b", "other", "registry-config"))
+        .basic_auth("x", Some(&token))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = client.get(url("team-a", "reg", "registry-config")).send().await.expect("get");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r = client.get(url("team-a", "reg", "nonsense")).basic_auth("x", Some(&token)).send().await.expect("get");
+    let r =
+        client.get(url("team-a", "reg", "nonsense")).basic_auth("x", Some(&token)).send().await.expect("get");
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }

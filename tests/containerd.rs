@@ -44,10 +44,21 @@ impl Containerd {
         let guard = ChildGuard::new("containerd", child);
         let sock = p.join("containerd.sock");
         let ready = common::proc::poll_until(Duration::from_secs(20), || {
-            let ok = Command::new("ctr").arg("--address").arg(&sock).arg("version").output().ok()?.status.success();
+            let ok = Command::new("ctr")
+                .arg("--address")
+                .arg(&sock)
+                .arg("version")
+                .output()
+                .ok()?
+                .status
+                .success();
             ok.then_some(())
         });
-        assert!(ready.is_some(), "containerd did not start: {}", std::fs::read_to_string(p.join("containerd.log")).unwrap_or_default());
+        assert!(
+            ready.is_some(),
+            "containerd did not start: {}",
+            std::fs::read_to_string(p.join("containerd.log")).unwrap_or_default()
+        );
         Containerd { _child: guard, dir }
     }
 
@@ -63,7 +74,8 @@ impl Containerd {
             .args(args)
             .output()
             .map_err(|e| e.to_string())?;
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         if out.status.success() {
             Ok(text)
         } else {
@@ -81,7 +93,8 @@ async fn ctr_pulls_and_pushes_with_the_rendered_hosts_toml() {
     up.seed(&image, "team/app").await;
     let keys = tempfile::tempdir().expect("temp dir");
     let key = cli::keygen(keys.path(), "proxy.key");
-    let proxy = Proxy::start(Resolver::Path, &up.connector("team-a", "reg"), &cli::token_settings(&[&key])).await;
+    let proxy =
+        Proxy::start(Resolver::Path, &up.connector("team-a", "reg"), &cli::token_settings(&[&key])).await;
 
     let out = tempfile::tempdir().expect("temp dir");
     cli::render(&proxy, "containerd", "team-a/reg", &["--push"], out.path());
@@ -92,12 +105,24 @@ async fn ctr_pulls_and_pushes_with_the_rendered_hosts_toml() {
     // The image is named by its *registry*; the hosts.toml sends it to the proxy.
     let reference = up.registry.image_ref("team/app", "v1");
     let hosts = hosts_dir.display().to_string();
-    let pulled = containerd.ctr(&["images", "pull", "--plain-http", "--hosts-dir", &hosts, "--snapshotter", "native", &reference]);
+    let pulled = containerd.ctr(&[
+        "images",
+        "pull",
+        "--plain-http",
+        "--hosts-dir",
+        &hosts,
+        "--snapshotter",
+        "native",
+        &reference,
+    ]);
     assert!(pulled.is_ok(), "{pulled:?}\nproxy log:\n{}", proxy.log());
     let listed = containerd.ctr(&["images", "ls", "-q"]).expect("ls");
     assert!(listed.contains(&reference), "{listed}");
     let log = proxy.log();
-    assert!(log.contains("path=/v2/namespaces/team-a/connectors/reg/team/app/manifests/v1"), "pull went elsewhere:\n{log}");
+    assert!(
+        log.contains("path=/v2/namespaces/team-a/connectors/reg/team/app/manifests/v1"),
+        "pull went elsewhere:\n{log}"
+    );
     let digest = containerd.ctr(&["images", "ls"]).expect("ls");
     assert!(digest.contains(&image.manifest_digest), "{digest}");
 
@@ -106,7 +131,9 @@ async fn ctr_pulls_and_pushes_with_the_rendered_hosts_toml() {
     containerd.ctr(&["images", "tag", &reference, &pushed_ref]).expect("tag");
     let pushed = containerd.ctr(&["images", "push", "--plain-http", "--hosts-dir", &hosts, &pushed_ref]);
     assert!(pushed.is_ok(), "{pushed:?}\nproxy log:\n{}", proxy.log());
-    let raw = common::skopeo::inspect_raw(&format!("docker://{pushed_ref}"), up.creds.as_ref()).await.expect("inspect");
+    let raw = common::skopeo::inspect_raw(&format!("docker://{pushed_ref}"), up.creds.as_ref())
+        .await
+        .expect("inspect");
     assert_eq!(common::sha256_bytes(&raw), image.manifest_digest);
 
     // Mirror mode at the proxy's root URL: containerd appends `/v2/...` itself
@@ -115,12 +142,25 @@ async fn ctr_pulls_and_pushes_with_the_rendered_hosts_toml() {
     let toml_path = hosts_dir.join(up.registry.addr()).join("hosts.toml");
     let rendered = std::fs::read_to_string(&toml_path).expect("hosts.toml");
     let connector_url = format!("http://{}/v2/namespaces/team-a/connectors/reg", proxy.addr());
-    let root = rendered.replace(&connector_url, &format!("http://{}", proxy.addr())).replace("override_path = true\n", "");
+    let root = rendered
+        .replace(&connector_url, &format!("http://{}", proxy.addr()))
+        .replace("override_path = true\n", "");
     std::fs::write(&toml_path, root).expect("write");
     containerd.ctr(&["images", "rm", &reference]).expect("rm");
-    let pulled = containerd.ctr(&["images", "pull", "--plain-http", "--hosts-dir", &hosts, "--snapshotter", "native", &reference]);
+    let pulled = containerd.ctr(&[
+        "images",
+        "pull",
+        "--plain-http",
+        "--hosts-dir",
+        &hosts,
+        "--snapshotter",
+        "native",
+        &reference,
+    ]);
     assert!(pulled.is_ok(), "{pulled:?}\nproxy log:\n{}", proxy.log());
     let log = proxy.log();
-    let mirrored = log.lines().any(|l| l.contains("connector=team-a/reg") && l.contains(" path=/v2/team/app/manifests/v1 status=200"));
+    let mirrored = log.lines().any(|l| {
+        l.contains("connector=team-a/reg") && l.contains(" path=/v2/team/app/manifests/v1 status=200")
+    });
     assert!(mirrored, "mirror request not seen:\n{log}");
 }

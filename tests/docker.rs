@@ -41,7 +41,11 @@ impl Dockerd {
             .expect("spawn dockerd");
         let d = Dockerd { child: ChildGuard::new("dockerd", child), dir };
         let up = poll_until(Duration::from_secs(30), || d.docker(None, &["version"]).ok());
-        assert!(up.is_some(), "dockerd did not start: {}", std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default());
+        assert!(
+            up.is_some(),
+            "dockerd did not start: {}",
+            std::fs::read_to_string(d.dir.path().join("dockerd.log")).unwrap_or_default()
+        );
         d
     }
 
@@ -53,7 +57,8 @@ impl Dockerd {
         let _ = std::fs::create_dir_all(&empty);
         cmd.env("DOCKER_CONFIG", config.unwrap_or(&empty));
         let out = cmd.output().map_err(|e| e.to_string())?;
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         if out.status.success() {
             Ok(text)
         } else {
@@ -88,9 +93,16 @@ async fn docker_pulls_and_pushes_with_the_rendered_config_json() {
     up.seed(&image, "team/app").await;
     let keys = tempfile::tempdir().expect("temp dir");
     let key = cli::keygen(keys.path(), "proxy.key");
-    let proxy = Proxy::start(Resolver::Path, &up.connector("team-a", "reg"), &cli::token_settings(&[&key])).await;
+    let proxy =
+        Proxy::start(Resolver::Path, &up.connector("team-a", "reg"), &cli::token_settings(&[&key])).await;
     let config_dir = tempfile::tempdir().expect("temp dir");
-    cli::render(&proxy, "registry-config", "team-a/reg", &["--push", "--subject", "docker-test"], config_dir.path());
+    cli::render(
+        &proxy,
+        "registry-config",
+        "team-a/reg",
+        &["--push", "--subject", "docker-test"],
+        config_dir.path(),
+    );
 
     let dockerd = tokio::task::spawn_blocking(Dockerd::start).await.expect("dockerd");
     let prefix = proxy.image_prefix("team-a", "reg");
@@ -113,8 +125,11 @@ async fn docker_pulls_and_pushes_with_the_rendered_config_json() {
     assert!(pushed.contains("digest: sha256:"), "{pushed}");
 
     // The pushed image is in the registry, readable directly.
-    let raw = common::skopeo::inspect_raw(&format!("docker://{}", up.registry.image_ref("team/pushed", "v1")), up.creds.as_ref())
-        .await
-        .expect("pushed image");
+    let raw = common::skopeo::inspect_raw(
+        &format!("docker://{}", up.registry.image_ref("team/pushed", "v1")),
+        up.creds.as_ref(),
+    )
+    .await
+    .expect("pushed image");
     assert!(pushed.contains(&common::sha256_bytes(&raw)), "{pushed}");
 }

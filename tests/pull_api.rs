@@ -277,9 +277,12 @@ async fn a_refused_token_is_refreshed_once_and_never_reused() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unresolvable_registry_gives_502_without_blocking_or_panicking() {
-    let proxy =
-        Proxy::start(Resolver::Path, &connector_yaml("team-a", "reg", "https://no-such-registry.invalid", None), "")
-            .await;
+    let proxy = Proxy::start(
+        Resolver::Path,
+        &connector_yaml("team-a", "reg", "https://no-such-registry.invalid", None),
+        "",
+    )
+    .await;
     let pulls = (0..5).map(|_| get(&proxy, "tiny/manifests/v1").send());
     for r in futures_util::future::join_all(pulls).await {
         let (status, _, message) = oci_error(r.expect("send")).await;

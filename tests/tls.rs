@@ -20,12 +20,60 @@ fn openssl(dir: &Path, args: &[&str]) {
 
 /// A CA and a server certificate for 127.0.0.1 signed by it.
 fn make_pki(dir: &Path) -> TlsFiles {
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca"]);
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").expect("ext");
     openssl(
         dir,
-        &["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "san.ext"],
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        .expect("ext");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
     );
     TlsFiles { cert: dir.join("server.crt"), key: dir.join("server.key") }
 }
@@ -58,11 +106,15 @@ async fn a_private_ca_is_trusted_per_connector() {
     let pki = tempfile::tempdir().expect("temp dir");
     let tls = make_pki(pki.path());
     let auth = RegistryAuth::Htpasswd { user: USER.into(), password: PASSWORD.into() };
-    let registry = tokio::task::spawn_blocking(move || Registry::start_with_tls(auth, Some(tls))).await.expect("registry");
+    let registry = tokio::task::spawn_blocking(move || Registry::start_with_tls(auth, Some(tls)))
+        .await
+        .expect("registry");
     assert!(registry.url().starts_with("https://"));
     let image = images::tiny();
     let creds = Creds::new(USER, PASSWORD);
-    skopeo::push_layout(&image, &registry.docker_ref("tiny", "v1"), Some(&creds)).await.expect("seed over https");
+    skopeo::push_layout(&image, &registry.docker_ref("tiny", "v1"), Some(&creds))
+        .await
+        .expect("seed over https");
 
     // With the CA: pulls work, TLS verified against the connector's CA only.
     let ca = std::fs::read_to_string(pki.path().join("ca.crt")).expect("ca");
@@ -79,10 +131,15 @@ async fn a_private_ca_is_trusted_per_connector() {
 
     // Without it: a 502 that names the connector and says why.
     let untrusted = Proxy::start(Resolver::Path, &connector(&registry, None), "").await;
-    let r = reqwest::get(format!("{}/tiny/manifests/v1", untrusted.api_base("team-a", "reg"))).await.expect("send");
+    let r = reqwest::get(format!("{}/tiny/manifests/v1", untrusted.api_base("team-a", "reg")))
+        .await
+        .expect("send");
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     let body: serde_json::Value = r.json().await.expect("json");
     let message = body["errors"][0]["message"].as_str().unwrap_or_default().to_string();
     assert!(message.contains("team-a/reg"), "{message}");
-    assert!(message.to_lowercase().contains("certificate") || message.to_lowercase().contains("tls"), "{message}");
+    assert!(
+        message.to_lowercase().contains("certificate") || message.to_lowercase().contains("tls"),
+        "{message}"
+    );
 }

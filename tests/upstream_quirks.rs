@@ -187,8 +187,11 @@ async fn a_stalled_registry_gives_504_and_a_reset_502() {
     for (reset, want) in [(false, StatusCode::GATEWAY_TIMEOUT), (true, StatusCode::BAD_GATEWAY)] {
         let (url, task) = misbehaving(reset).await;
         let settings = "upstream:\n  readTimeout: 1s\n  tokenTimeout: 1s\n";
-        let proxy = Proxy::start(Resolver::Path, &connector_yaml("team-a", "reg", &url, None), settings).await;
-        let r = reqwest::get(format!("{}/app/manifests/v1", proxy.api_base("team-a", "reg"))).await.expect("send");
+        let proxy =
+            Proxy::start(Resolver::Path, &connector_yaml("team-a", "reg", &url, None), settings).await;
+        let r = reqwest::get(format!("{}/app/manifests/v1", proxy.api_base("team-a", "reg")))
+            .await
+            .expect("send");
         assert_eq!(r.status(), want, "reset={reset}");
         let body: serde_json::Value = r.json().await.expect("json");
         let message = body["errors"][0]["message"].as_str().unwrap_or_default();

@@ -7,7 +7,8 @@ use super::proxy::Proxy;
 
 /// Runs `oci-connector <args>`; returns stdout, or panics with stderr.
 pub fn run(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_oci-connector")).args(args).output().expect("run oci-connector");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_oci-connector")).args(args).output().expect("run oci-connector");
     assert!(out.status.success(), "oci-connector {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -74,7 +74,8 @@ impl Proxy {
                 .stderr(Stdio::from(log))
                 .spawn()
                 .expect("spawn oci-connector");
-            let mut proxy = Proxy { child: ChildGuard::new("oci-connector", child), dir, port, admin_port, resolver };
+            let mut proxy =
+                Proxy { child: ChildGuard::new("oci-connector", child), dir, port, admin_port, resolver };
             if proxy.wait_ready().await {
                 return proxy;
             }
@@ -204,7 +205,8 @@ impl Proxy {
 
     /// Sends a signal (`"HUP"`, `"TERM"`, `"QUIT"`) to the proxy.
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
+        let ok =
+            Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().expect("kill");
         assert!(ok.success(), "kill -{sig} failed");
     }
 

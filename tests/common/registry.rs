@@ -168,7 +168,12 @@ fn spawn(dir: &Path, config: &Path) -> io::Result<ChildGuard> {
 }
 
 /// Writes `config.yml` (distribution config version 0.1) into `dir`.
-fn write_config(dir: &Path, addr: SocketAddr, auth: &RegistryAuth, tls: Option<&TlsFiles>) -> io::Result<PathBuf> {
+fn write_config(
+    dir: &Path,
+    addr: SocketAddr,
+    auth: &RegistryAuth,
+    tls: Option<&TlsFiles>,
+) -> io::Result<PathBuf> {
     let storage = dir.join("storage");
     fs::create_dir_all(&storage)?;
     // The access log stays on (it goes to registry.log, handy when a test fails). The
