@@ -23,7 +23,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::runtime::Runtime;
 
-use oci_connector::auth::client_token::{self, KeySet};
+use oci_connector::auth::client_token;
 use oci_connector::auth::{challenge, scope, UpstreamAuth};
 use oci_connector::config::{
     ClientAuthSettings, Connector, ConnectorId, RedirectPolicy, ResolverKind, Scheme, Settings, Upstream,

@@ -33,8 +33,9 @@ pub const NO_CONNECTOR: &str = "none";
 /// One finished proxied request, as the access log sees it.
 #[derive(Debug, Clone)]
 pub struct RequestRecord<'a> {
-    /// Connector id (`ns/name`), or [`NO_CONNECTOR`].
-    pub connector: &'a str,
+    /// Connector id (`ns/name`), or [`NO_CONNECTOR`]; shared, so recording a
+    /// request allocates nothing once its series exists.
+    pub connector: Arc<str>,
     /// HTTP method.
     pub method: &'a http::Method,
     /// Endpoint kind: `manifest`, `blob`, `upload`, `tags`, `referrers`, `base`, `config`, `none`.
@@ -73,7 +74,7 @@ pub struct Metrics {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct RequestKey {
-    connector: String,
+    connector: Arc<str>,
     method: &'static str,
     endpoint: &'static str,
 }
@@ -89,7 +90,7 @@ struct RequestSeries {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct TimingKey {
-    connector: String,
+    connector: Arc<str>,
     endpoint: &'static str,
 }
 
@@ -175,7 +176,7 @@ impl Metrics {
         let method = method_label(r.method);
         let counts = series(
             &self.requests,
-            RequestKey { connector: r.connector.to_string(), method, endpoint: r.endpoint },
+            RequestKey { connector: r.connector.clone(), method, endpoint: r.endpoint },
         );
         let class = usize::from(r.status / 100).min(5);
         counts.by_class[class].fetch_add(1, Ordering::Relaxed);
@@ -183,7 +184,7 @@ impl Metrics {
         counts.bytes_out.fetch_add(r.bytes_out, Ordering::Relaxed);
 
         let timing =
-            series(&self.timings, TimingKey { connector: r.connector.to_string(), endpoint: r.endpoint });
+            series(&self.timings, TimingKey { connector: r.connector.clone(), endpoint: r.endpoint });
         timing.request.observe(r.duration);
         if let Some(u) = r.upstream_duration {
             timing.upstream.observe(u);
@@ -415,7 +416,7 @@ mod tests {
             let _guard = m.in_flight_guard();
             assert_eq!(m.in_flight(), 1);
             m.record_request(&RequestRecord {
-                connector: "ns/a",
+                connector: Arc::from("ns/a"),
                 method: &http::Method::GET,
                 endpoint: "blob",
                 status,

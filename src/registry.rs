@@ -19,6 +19,10 @@ pub struct ConnectorState {
     pub connector: Connector,
     /// Fingerprint of address + credentials + CA (token cache key part).
     pub fingerprint: String,
+    /// `ns/name`, shared by metrics labels and log lines.
+    pub label: Arc<str>,
+    /// Connector id plus fingerprint: the token cache's per-connector key part.
+    pub cache_key: Arc<str>,
     /// HTTP client for the token endpoint and probes (carries the connector's CA).
     pub http: reqwest::Client,
     /// Extra trusted CAs for the proxied connection, parsed once.
@@ -73,7 +77,10 @@ impl Snapshot {
                 Some(cas) => (client_with_ca(settings, cas, &c.id)?, Some(wrap_cas(cas))),
                 None => (shared_http.clone(), None),
             };
-            let state = Arc::new(ConnectorState { fingerprint: c.fingerprint(), connector: c, http, tls_ca });
+            let fingerprint = c.fingerprint();
+            let label: Arc<str> = Arc::from(c.id.to_string());
+            let cache_key: Arc<str> = Arc::from(format!("{label}\0{fingerprint}"));
+            let state = Arc::new(ConnectorState { fingerprint, label, cache_key, connector: c, http, tls_ca });
             for host in registry_hosts(&state.connector) {
                 // Connectors are sorted by id, so the first one wins deterministically.
                 by_host.entry(host).or_insert_with(|| state.clone());

@@ -20,7 +20,6 @@ use base64::Engine;
 use moka::future::Cache;
 use moka::Expiry;
 
-use crate::config::ConnectorId;
 use crate::registry::ConnectorState;
 use crate::secret::Secret;
 pub use challenge::Challenge;
@@ -90,12 +89,13 @@ pub enum Scheme {
     Anonymous,
     /// HTTP Basic.
     Basic,
-    /// Token auth against `realm` for `service`.
+    /// Token auth against `realm` for `service` (shared strings: they are part
+    /// of every token cache key).
     Bearer {
         /// Token endpoint.
-        realm: String,
+        realm: Arc<str>,
         /// The service parameter.
-        service: String,
+        service: Arc<str>,
     },
 }
 
@@ -105,7 +105,7 @@ impl Scheme {
         match c {
             Challenge::Basic => Scheme::Basic,
             Challenge::Bearer { realm, service, .. } => {
-                Scheme::Bearer { realm: realm.clone(), service: service.clone() }
+                Scheme::Bearer { realm: Arc::from(realm.as_str()), service: Arc::from(service.as_str()) }
             }
         }
     }
@@ -120,18 +120,16 @@ pub struct Authorization {
     pub from_cache: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct SchemeKey {
-    connector: ConnectorId,
-    fingerprint: String,
-}
+/// (connector id, credential fingerprint), precomputed per connector load.
+type SchemeKey = Arc<str>;
 
+/// Cache key of a token: every part but the scope is shared, so building a key
+/// for a lookup allocates only the scope string.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct TokenKey {
-    connector: ConnectorId,
-    fingerprint: String,
-    realm: String,
-    service: String,
+    connector: Arc<str>,
+    realm: Arc<str>,
+    service: Arc<str>,
     scope: String,
 }
 
@@ -201,10 +199,14 @@ impl UpstreamAuth {
         state: &ConnectorState,
         scopes: &[String],
     ) -> Result<Authorization, AuthError> {
-        let skey =
-            SchemeKey { connector: state.connector.id.clone(), fingerprint: state.fingerprint.clone() };
-        let scheme =
-            self.schemes.try_get_with(skey, probe(state)).await.map_err(|e: Arc<AuthError>| (*e).clone())?;
+        let scheme = match self.schemes.get(&state.cache_key).await {
+            Some(s) => s,
+            None => self
+                .schemes
+                .try_get_with(state.cache_key.clone(), probe(state))
+                .await
+                .map_err(|e: Arc<AuthError>| (*e).clone())?,
+        };
         match scheme {
             Scheme::Anonymous => Ok(Authorization::default()),
             Scheme::Basic => Ok(Authorization { header: basic_header(state), from_cache: true }),
@@ -215,17 +217,11 @@ impl UpstreamAuth {
     async fn bearer(
         &self,
         state: &ConnectorState,
-        realm: String,
-        service: String,
+        realm: Arc<str>,
+        service: Arc<str>,
         scopes: &[String],
     ) -> Result<Authorization, AuthError> {
-        let key = TokenKey {
-            connector: state.connector.id.clone(),
-            fingerprint: state.fingerprint.clone(),
-            realm,
-            service,
-            scope: scopes.join(" "),
-        };
+        let key = TokenKey { connector: state.cache_key.clone(), realm, service, scope: scopes.join(" ") };
         if let Some(hit) = self.tokens.get(&key).await {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(Authorization { header: Some(hit.header.clone()), from_cache: true });
@@ -259,22 +255,14 @@ impl UpstreamAuth {
     /// Records a challenge seen on a refused request and drops the token that
     /// was refused, so the retry fetches a fresh one.
     pub async fn refused(&self, state: &ConnectorState, challenge: Option<&Challenge>, scopes: &[String]) {
-        let skey =
-            SchemeKey { connector: state.connector.id.clone(), fingerprint: state.fingerprint.clone() };
-        let old = self.schemes.get(&skey).await;
-        if let Some(Scheme::Bearer { realm, service }) = &old {
-            let key = TokenKey {
-                connector: state.connector.id.clone(),
-                fingerprint: state.fingerprint.clone(),
-                realm: realm.clone(),
-                service: service.clone(),
-                scope: scopes.join(" "),
-            };
+        let skey: &SchemeKey = &state.cache_key;
+        if let Some(Scheme::Bearer { realm, service }) = self.schemes.get(skey).await {
+            let key = TokenKey { connector: skey.clone(), realm, service, scope: scopes.join(" ") };
             self.tokens.invalidate(&key).await;
         }
         match challenge.map(Scheme::from_challenge) {
-            Some(new) => self.schemes.insert(skey, new).await,
-            None => self.schemes.invalidate(&skey).await,
+            Some(new) => self.schemes.insert(skey.clone(), new).await,
+            None => self.schemes.invalidate(skey).await,
         }
     }
 
