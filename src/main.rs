@@ -4,11 +4,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// mimalloc: Pingora allocates per request (pinned futures, headers); the system
-/// allocator showed up as ~12% of proxy CPU in profiles of small requests.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = oci_connector::cli::Cli::parse();
