@@ -199,3 +199,32 @@ async fn a_stalled_registry_gives_504_and_a_reset_502() {
         task.abort();
     }
 }
+
+/// A registry that refuses every upload chunk with 401 after the proxy has
+/// started streaming a body too large to replay: the client must get a clean
+/// OCI error naming the connector, not a hang or a half-success.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_401_in_the_middle_of_an_upload_is_a_clean_error() {
+    let refusing: Handler = Arc::new(|s| {
+        if s.uri == "/v2/" {
+            return (200, vec![], Bytes::from_static(b"{}"));
+        }
+        let challenge = r#"Bearer realm="http://127.0.0.1:1/token",service="fake",error="invalid_token""#;
+        (401, vec![("WWW-Authenticate".into(), challenge.into())], Bytes::from_static(br#"{"errors":[]}"#))
+    });
+    let registry = FakeServer::start(refusing).await;
+    let proxy = Proxy::start(Resolver::Path, &connector_yaml("team-a", "reg", &registry.url(), None), "").await;
+    let body = vec![7u8; 1 << 20];
+    let r = reqwest::Client::new()
+        .patch(format!("{}/app/blobs/uploads/some-session", proxy.api_base("team-a", "reg")))
+        .header("Content-Type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{}", proxy.log());
+    assert!(r.headers().get("www-authenticate").is_none(), "the registry's challenge must not reach the client");
+    let body: serde_json::Value = r.json().await.expect("an OCI error body");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("team-a/reg"), "{message}");
+}
