@@ -12,7 +12,6 @@ use common::cli;
 use common::fixture::{Mode, Upstream};
 use common::images;
 use common::proc::ChildGuard;
-use common::proxy::{Proxy, Resolver};
 
 /// A containerd daemon in a temp dir; killed by PID on drop.
 struct Containerd {
@@ -66,6 +65,11 @@ impl Containerd {
         self.dir.path().join("containerd.sock")
     }
 
+    /// `ctr images pull` with plain HTTP, the given hosts dir and the native snapshotter.
+    fn pull(&self, hosts_dir: &str, reference: &str) -> Result<String, String> {
+        self.ctr(&["images", "pull", "--plain-http", "--hosts-dir", hosts_dir, "--snapshotter", "native", reference])
+    }
+
     /// Runs `ctr --address <sock> <args>`.
     fn ctr(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new("ctr")
@@ -91,10 +95,7 @@ async fn ctr_pulls_and_pushes_with_the_rendered_hosts_toml() {
     let up = Upstream::start(Mode::Token).await;
     let image = images::multilayer();
     up.seed(&image, "team/app").await;
-    let keys = tempfile::tempdir().expect("temp dir");
-    let key = cli::keygen(keys.path(), "proxy.key");
-    let proxy =
-        Proxy::start(Resolver::Path, &up.connector("team-a", "reg"), &cli::token_settings(&[&key])).await;
+    let (proxy, _keys) = cli::proxy_with_client_tokens(&up.connector("team-a", "reg")).await;
 
     let out = tempfile::tempdir().expect("temp dir");
     cli::render(&proxy, "containerd", "team-a/reg", &["--push"], out.path());
@@ -105,16 +106,7 @@ async fn ctr_pulls_and_pushes_with_the_rendered_hosts_toml() {
     // The image is named by its *registry*; the hosts.toml sends it to the proxy.
     let reference = up.registry.image_ref("team/app", "v1");
     let hosts = hosts_dir.display().to_string();
-    let pulled = containerd.ctr(&[
-        "images",
-        "pull",
-        "--plain-http",
-        "--hosts-dir",
-        &hosts,
-        "--snapshotter",
-        "native",
-        &reference,
-    ]);
+    let pulled = containerd.pull(&hosts, &reference);
     assert!(pulled.is_ok(), "{pulled:?}\nproxy log:\n{}", proxy.log());
     let listed = containerd.ctr(&["images", "ls", "-q"]).expect("ls");
     assert!(listed.contains(&reference), "{listed}");
@@ -147,16 +139,7 @@ async fn ctr_pulls_and_pushes_with_the_rendered_hosts_toml() {
         .replace("override_path = true\n", "");
     std::fs::write(&toml_path, root).expect("write");
     containerd.ctr(&["images", "rm", &reference]).expect("rm");
-    let pulled = containerd.ctr(&[
-        "images",
-        "pull",
-        "--plain-http",
-        "--hosts-dir",
-        &hosts,
-        "--snapshotter",
-        "native",
-        &reference,
-    ]);
+    let pulled = containerd.pull(&hosts, &reference);
     assert!(pulled.is_ok(), "{pulled:?}\nproxy log:\n{}", proxy.log());
     let log = proxy.log();
     let mirrored = log.lines().any(|l| {

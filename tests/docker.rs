@@ -12,7 +12,6 @@ use common::cli;
 use common::fixture::{Mode, Upstream};
 use common::images;
 use common::proc::{poll_until, ChildGuard};
-use common::proxy::{Proxy, Resolver};
 
 /// A dockerd with its own data root, exec root and socket.
 struct Dockerd {
@@ -91,10 +90,7 @@ async fn docker_pulls_and_pushes_with_the_rendered_config_json() {
     let up = Upstream::start(Mode::Token).await;
     let image = images::multilayer();
     up.seed(&image, "team/app").await;
-    let keys = tempfile::tempdir().expect("temp dir");
-    let key = cli::keygen(keys.path(), "proxy.key");
-    let proxy =
-        Proxy::start(Resolver::Path, &up.connector("team-a", "reg"), &cli::token_settings(&[&key])).await;
+    let (proxy, _keys) = cli::proxy_with_client_tokens(&up.connector("team-a", "reg")).await;
     let config_dir = tempfile::tempdir().expect("temp dir");
     cli::render(
         &proxy,

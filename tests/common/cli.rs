@@ -34,3 +34,12 @@ pub fn render(proxy: &Proxy, kind: &str, connector: &str, extra: &[&str], out: &
     args.extend_from_slice(extra);
     run(&args);
 }
+
+/// A path-resolver proxy for `connectors` with client tokens on, signed by a
+/// fresh key (kept in the returned directory, which must outlive the proxy).
+pub async fn proxy_with_client_tokens(connectors: &str) -> (Proxy, tempfile::TempDir) {
+    let keys = tempfile::tempdir().expect("temp dir");
+    let key = keygen(keys.path(), "proxy.key");
+    let proxy = Proxy::start(super::proxy::Resolver::Path, connectors, &token_settings(&[&key])).await;
+    (proxy, keys)
+}
