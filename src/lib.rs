@@ -5,6 +5,7 @@
 //! tokens and streams blobs. No client ever sees a registry credential or token.
 //!
 //! # Layout
+//! - [`alloc`]: the global allocator's tuning (mimalloc).
 //! - [`cli`]: command line (serve, check, status, token, render, keygen) -> app.
 //! - [`app`]: assembles the Pingora server (proxy, admin, reload, status prober, drain).
 //! - [`config`]: settings and connector manifests: serde schema, validation, typed model.
@@ -22,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod alloc;
 pub mod app;
 pub mod auth;
 pub mod cli;
