@@ -93,7 +93,7 @@ pub(super) fn redirect_failed(state: &ConnectorState) -> OciError {
 /// Turns a Pingora error into what the client is told.
 pub(super) fn classify(e: &Error, ctx: &RequestCtx) -> Option<OciError> {
     use ErrorType::*;
-    let who = ctx.connector_name();
+    let who = ctx.connector_label();
     let target = ctx.connector.as_ref().map(|s| s.connector.upstream.authority()).unwrap_or_default();
     let (status, code, msg) = match e.etype() {
         ConnectTimedout => (504, "UNAVAILABLE", format!("connector {who}: timed out connecting to {target}")),

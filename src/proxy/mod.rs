@@ -58,10 +58,11 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
 }
 
-/// Per-request state; the snapshot is pinned once in `request_filter`.
+/// Per-request state. `request_filter` loads the snapshot once and keeps the
+/// selected connector's state (an `Arc` from that snapshot) for every later phase,
+/// so a reload mid-request changes nothing for it.
 pub struct RequestCtx {
     started: Instant,
-    snapshot: Option<Arc<Snapshot>>,
     connector: Option<Arc<ConnectorState>>,
     route: Option<RegistryRoute>,
     upstream_repo: String,
@@ -86,8 +87,9 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    fn connector_name(&self) -> String {
-        self.connector.as_ref().map(|c| c.connector.id.to_string()).unwrap_or_else(|| "-".into())
+    /// `ns/name` of the connector, or `-` before one was selected.
+    fn connector_label(&self) -> &str {
+        self.connector.as_ref().map_or("-", |c| &*c.label)
     }
 }
 
@@ -98,7 +100,6 @@ impl ProxyHttp for Proxy {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
-            snapshot: None,
             connector: None,
             route: None,
             upstream_repo: String::new(),
@@ -122,7 +123,6 @@ impl ProxyHttp for Proxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let snapshot = self.registry.load();
-        ctx.snapshot = Some(snapshot.clone());
         let req = session.req_header();
         let host = request_host(req).to_string();
         let path = req.uri.path().to_string();
@@ -388,7 +388,7 @@ impl ProxyHttp for Proxy {
             log::info!(
                 target: "oci_connector::access",
                 "connector={} method={} path={} status={} upstream_status={} bytes_in={} bytes_out={} duration_ms={} token_cached={} redirects={}{}",
-                ctx.connector.as_ref().map_or("-", |c| &*c.label),
+                ctx.connector_label(),
                 req.method,
                 req.uri.path(),
                 status,
