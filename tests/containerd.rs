@@ -67,7 +67,16 @@ impl Containerd {
 
     /// `ctr images pull` with plain HTTP, the given hosts dir and the native snapshotter.
     fn pull(&self, hosts_dir: &str, reference: &str) -> Result<String, String> {
-        self.ctr(&["images", "pull", "--plain-http", "--hosts-dir", hosts_dir, "--snapshotter", "native", reference])
+        self.ctr(&[
+            "images",
+            "pull",
+            "--plain-http",
+            "--hosts-dir",
+            hosts_dir,
+            "--snapshotter",
+            "native",
+            reference,
+        ])
     }
 
     /// Runs `ctr --address <sock> <args>`.

@@ -7,12 +7,10 @@ mod common;
 use common::fixture::{Mode, Upstream};
 use common::images;
 use common::proxy::{metric_value, Proxy, Resolver};
+use common::MANIFEST_TYPES;
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 use sha2::{Digest, Sha256};
-
-const MANIFEST_TYPES: &str =
-    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_match_the_traffic() {
@@ -20,8 +18,7 @@ async fn metrics_match_the_traffic() {
     let image = images::tiny();
     up.seed(&image, "tiny").await;
     let proxy = Proxy::start_with_admin(Resolver::Path, &up.connector("team-a", "reg"), "").await;
-    let client =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client = common::http_client();
     let api = proxy.api_base("team-a", "reg");
     let mut bytes_out = 0u64;
 

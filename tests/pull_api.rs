@@ -10,16 +10,10 @@ use common::fixture::{Mode, Upstream, PASSWORD, USER};
 use common::images;
 use common::proxy::{connector_yaml, Proxy, Resolver};
 use common::token_server::{Fault, TokenServerConfig};
+use common::{http_client as client, MANIFEST_TYPES};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, RANGE};
 use reqwest::StatusCode;
 use serde_json::Value;
-
-const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
-     application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
-}
 
 fn get(proxy: &Proxy, path: &str) -> reqwest::RequestBuilder {
     let mut r = client().get(format!("{}/{path}", proxy.api_base("team-a", "reg")));

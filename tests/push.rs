@@ -6,6 +6,7 @@ mod common;
 
 use bytes::Bytes;
 use common::fixture::{Mode, Upstream, PASSWORD, PULL_PASSWORD, PULL_USER};
+use common::http_client as client;
 use common::images::{self, TestImage};
 use common::proxy::{Proxy, Resolver};
 use common::skopeo::{self, CopyOpts};
@@ -13,10 +14,6 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
-}
 
 /// Pushes `image` through the proxy as `<repo>:v1`; returns the digest skopeo reports.
 async fn push_through(proxy: &Proxy, image: &TestImage, repo: &str) -> String {

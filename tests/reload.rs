@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::MANIFEST_TYPES;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,10 +16,6 @@ use common::proxy::{connector_yaml, Proxy, Resolver};
 use common::skopeo::{self, CopyOpts};
 use reqwest::header::ACCEPT;
 use reqwest::StatusCode;
-
-const MANIFEST_TYPES: &str =
-    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
-     application/vnd.docker.distribution.manifest.v2+json";
 
 async fn get_manifest(client: &reqwest::Client, proxy: &Proxy, ns: &str, name: &str) -> StatusCode {
     let url = format!("{}/tiny/manifests/v1", proxy.api_base(ns, name));

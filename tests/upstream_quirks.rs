@@ -58,14 +58,7 @@ async fn redirects_are_followed_without_credentials() {
     let proxy = Proxy::start(Resolver::Path, &connector(&registry, None), "").await;
 
     let url = format!("{}/app/blobs/{DIGEST}", proxy.api_base("team-a", "reg"));
-    let r = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-        .get(url)
-        .send()
-        .await
-        .expect("send");
+    let r = common::http_client().get(url).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::OK, "{}", proxy.log());
     assert_eq!(r.bytes().await.expect("body").as_ref(), BLOB);
 
@@ -84,8 +77,7 @@ async fn redirects_can_be_handed_to_the_client() {
     let proxy = Proxy::start(Resolver::Path, &connector(&registry, Some("client")), "").await;
 
     let url = format!("{}/app/blobs/{DIGEST}", proxy.api_base("team-a", "reg"));
-    let client =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let client = common::http_client();
     let r = client.get(url).send().await.expect("send");
     assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
     let location = r.headers()["location"].to_str().expect("location").to_string();
@@ -213,7 +205,8 @@ async fn a_401_in_the_middle_of_an_upload_is_a_clean_error() {
         (401, vec![("WWW-Authenticate".into(), challenge.into())], Bytes::from_static(br#"{"errors":[]}"#))
     });
     let registry = FakeServer::start(refusing).await;
-    let proxy = Proxy::start(Resolver::Path, &connector_yaml("team-a", "reg", &registry.url(), None), "").await;
+    let proxy =
+        Proxy::start(Resolver::Path, &connector_yaml("team-a", "reg", &registry.url(), None), "").await;
     let body = vec![7u8; 1 << 20];
     let r = reqwest::Client::new()
         .patch(format!("{}/app/blobs/uploads/some-session", proxy.api_base("team-a", "reg")))
@@ -223,7 +216,10 @@ async fn a_401_in_the_middle_of_an_upload_is_a_clean_error() {
         .await
         .expect("send");
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{}", proxy.log());
-    assert!(r.headers().get("www-authenticate").is_none(), "the registry's challenge must not reach the client");
+    assert!(
+        r.headers().get("www-authenticate").is_none(),
+        "the registry's challenge must not reach the client"
+    );
     let body: serde_json::Value = r.json().await.expect("an OCI error body");
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("team-a/reg"), "{message}");

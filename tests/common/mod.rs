@@ -50,3 +50,14 @@ pub fn sha256_file(path: impl AsRef<Path>) -> io::Result<String> {
 pub fn sha256_bytes(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
+
+/// Every manifest media type a registry may serve, for `Accept`.
+pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// An HTTP client that shows redirects instead of following them, so tests see
+/// exactly what the proxy answered.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client")
+}
