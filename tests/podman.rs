@@ -35,6 +35,33 @@ fn podman(dir: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// A symlink under `/tmp` whose path has no capitals; removed on drop.
+struct LowercaseLink {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl LowercaseLink {
+    fn new(target: &Path) -> LowercaseLink {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let dir =
+            std::path::PathBuf::from(format!("/tmp/oci-connector-podman-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("link dir");
+        let path = dir.join("layout");
+        std::os::unix::fs::symlink(target, &path).expect("symlink");
+        LowercaseLink { dir, path }
+    }
+}
+
+impl Drop for LowercaseLink {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn podman_pushes_and_pulls_through_the_proxy() {
     let up = Upstream::start(Mode::Token).await;
@@ -45,7 +72,11 @@ async fn podman_pushes_and_pulls_through_the_proxy() {
     let prefix = proxy.image_prefix("team-a", "reg");
     let digest_file = dir.join("digest");
 
-    let layout = image.oci_ref();
+    // podman names an `oci:` image after its path, and image names must be
+    // lowercase; a checkout (or temp dir) with capitals in its path would fail,
+    // so the layout is reached through a lowercase symlink.
+    let link = LowercaseLink::new(&image.layout_dir);
+    let layout = format!("oci:{}:{}", link.path.display(), image.tag);
     let target = format!("docker://{prefix}/podman/app:v1");
     let digest_path = digest_file.display().to_string();
     let dir2 = dir.clone();
