@@ -18,6 +18,7 @@ use crate::status::{Prober, StatusBoard, PROBE_INTERVAL};
 use crate::auth::UpstreamAuth;
 use crate::config::{self, ClientAuthMode, Config, Settings};
 use crate::proxy::peer::Resolver;
+use crate::proxy::fastlane::FastLane;
 use crate::proxy::Proxy;
 use crate::registry::{self, Registry, Snapshot};
 
@@ -100,6 +101,7 @@ pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         settings: settings.clone(),
         resolver: Arc::new(Resolver::default()),
         metrics: metrics.clone(),
+        fastlane: Arc::new(FastLane::new(settings.upstream.clone())),
     };
 
     let opt = Opt { upgrade: opts.upgrade, ..Opt::default() };

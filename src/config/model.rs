@@ -50,6 +50,10 @@ pub struct UpstreamSettings {
     pub token_timeout: Duration,
     /// How long an idle upstream connection is kept for reuse.
     pub idle_timeout: Duration,
+    /// Serve GET and HEAD to plain-HTTP registries on the fast lane (own
+    /// connection pool, response written to the client socket, bodies spliced)
+    /// instead of Pingora's general upstream path.
+    pub fast_lane: bool,
 }
 
 impl Default for UpstreamSettings {
@@ -59,6 +63,7 @@ impl Default for UpstreamSettings {
             read_timeout: Duration::from_secs(60),
             token_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
+            fast_lane: true,
         }
     }
 }

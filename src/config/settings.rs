@@ -231,6 +231,7 @@ fn validate_settings(
             raw_upstream.and_then(|u| u.idle_timeout.as_ref()),
             defaults.idle_timeout,
         ),
+        fast_lane: raw_upstream.and_then(|u| u.fast_lane).unwrap_or(defaults.fast_lane),
     };
 
     let threads = match raw.threads {
@@ -350,7 +351,7 @@ mod tests {
         let config = settings(
             "listen: '[::]:5000'\npublicUrl: https://proxy.example.com\nconnectors: {paths: [connectors.yaml]}\n\
              resolver: host\nhostResolver: {domain: Proxy.Local}\nclientAuth: {mode: token, keyFiles: [keys/a.key, /abs/b.key]}\n\
-             upstream: {connectTimeout: 500ms, readTimeout: 2m, tokenTimeout: 1m30s, idleTimeout: 1h}\nthreads: 3\n",
+             upstream: {connectTimeout: 500ms, readTimeout: 2m, tokenTimeout: 1m30s, idleTimeout: 1h, fastLane: false}\nthreads: 3\n",
         )
         .unwrap_or_else(|d| panic!("{d}"));
         let s = &config.settings;
@@ -364,6 +365,7 @@ mod tests {
         assert_eq!(s.upstream.connect_timeout, Duration::from_millis(500));
         assert_eq!(s.upstream.token_timeout, Duration::from_secs(90));
         assert_eq!(s.upstream.idle_timeout, Duration::from_secs(3600));
+        assert!(!s.upstream.fast_lane);
         assert_eq!(s.threads, 3);
     }
 

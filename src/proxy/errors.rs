@@ -90,6 +90,11 @@ pub(super) fn redirect_failed(state: &ConnectorState) -> OciError {
     )
 }
 
+/// An error the proxy cannot attribute to either side.
+pub(super) fn internal(ctx: &RequestCtx) -> OciError {
+    OciError::new(500, "UNKNOWN", format!("connector {}: internal error", ctx.connector_label()))
+}
+
 /// Turns a Pingora error into what the client is told.
 pub(super) fn classify(e: &Error, ctx: &RequestCtx) -> Option<OciError> {
     use ErrorType::*;
@@ -117,7 +122,7 @@ pub(super) fn classify(e: &Error, ctx: &RequestCtx) -> Option<OciError> {
                 "UNAVAILABLE",
                 format!("connector {who}: registry {target} failed ({})", e.etype().as_str()),
             ),
-            _ => (500, "UNKNOWN", format!("connector {who}: internal error")),
+            _ => return Some(internal(ctx)),
         },
     };
     Some(OciError::new(status, code, msg))

@@ -8,9 +8,16 @@
 //! target). `upstream_response_filter` retries once on an unexpected 401, follows
 //! storage redirects server-side, rewrites `Location`/`Link`, and turns refusals
 //! into OCI errors that name the connector.
+//!
+//! GET and HEAD to plain-HTTP registries leave this flow after `request_filter`:
+//! they are served on the fast lane (`fast.rs`, `fastlane/`), which hands a
+//! request back here only when it needs the general path (redirects to follow,
+//! chunked responses).
 
 pub mod client_auth;
 mod errors;
+mod fast;
+pub mod fastlane;
 pub mod oci_error;
 pub mod peer;
 pub mod respond;
@@ -35,6 +42,8 @@ use crate::metrics::{InFlight, Metrics, RequestRecord, NO_CONNECTOR};
 use crate::registry::{ConnectorState, Registry, Snapshot};
 use crate::routing::{self, Endpoint, RegistryRoute, Route};
 use client_auth::Admission;
+use fast::Handoff;
+use fastlane::FastLane;
 use oci_error::OciError;
 use peer::{Resolver, Target};
 use rewrite::ClientView;
@@ -56,6 +65,8 @@ pub struct Proxy {
     pub client_keys: Option<Arc<KeySet>>,
     /// Request counters and histograms (recorded in `logging`).
     pub metrics: Arc<Metrics>,
+    /// The GET/HEAD fast lane and its upstream connection pool.
+    pub fastlane: Arc<FastLane>,
 }
 
 /// Per-request state. `request_filter` loads the snapshot once and keeps the
@@ -76,6 +87,10 @@ pub struct RequestCtx {
     retry_intended: bool,
     failure: Option<OciError>,
     upstream_status: Option<u16>,
+    /// Status sent by the fast lane (Pingora did not write the response).
+    status: Option<u16>,
+    /// Why a fast-lane response was cut short, for the access log.
+    aborted: Option<&'static str>,
     bytes_out: u64,
     bytes_in: u64,
     /// When the first upstream attempt started, and when the last upstream
@@ -113,6 +128,8 @@ impl ProxyHttp for Proxy {
             retry_intended: false,
             failure: None,
             upstream_status: None,
+            status: None,
+            aborted: None,
             bytes_out: 0,
             bytes_in: 0,
             upstream_started: None,
@@ -188,6 +205,12 @@ impl ProxyHttp for Proxy {
                 let err = errors::auth_failed(&state, &e);
                 return self.reject(session, ctx, err).await;
             }
+        }
+        if let Some(fd) = self.fast_lane_fd(session, &state) {
+            return match self.serve_fast(session, ctx, &state, fd).await? {
+                Handoff::Done => Ok(true),
+                Handoff::General => Ok(false),
+            };
         }
         Ok(false)
     }
@@ -269,12 +292,8 @@ impl ProxyHttp for Proxy {
             // The registry refused a token it should have accepted (expired early,
             // revoked, or a scope we did not predict): learn its challenge, drop
             // the token, and try once more with a fresh one.
-            self.auth.refused(&state, challenge.as_ref(), &ctx.scopes).await;
-            if let Some(auth::Challenge::Bearer { scope: Some(s), .. }) = &challenge {
-                ctx.scopes = merge_scopes(&ctx.scopes, &auth::scope::split(s));
-            }
+            self.forget_token(&state, ctx, challenge.as_ref()).await;
             ctx.auth_stale = true;
-            ctx.auth_retried = true;
             return Err(self.retry(ctx, errors::refused(&state, ctx, 401, challenge.as_ref())));
         }
         if from_registry && (status == 401 || status == 403) {
@@ -283,7 +302,7 @@ impl ProxyHttp for Proxy {
         }
         if is_redirect(resp.status) && state.connector.redirects == RedirectPolicy::Follow && follows(session)
         {
-            if let Some(next) = self.next_redirect(resp, ctx) {
+            if let Some(next) = header_str(resp, "Location").and_then(|l| self.redirect_url(l, ctx)) {
                 if ctx.redirects >= MAX_REDIRECTS {
                     ctx.failure = Some(errors::too_many_redirects(&state));
                     return Error::e_explain(ErrorType::HTTPStatus(502), "too many redirects");
@@ -362,7 +381,8 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let req = session.req_header();
-        let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+        let status =
+            session.response_written().map(|r| r.status.as_u16()).or(ctx.status).unwrap_or(0);
         let duration = ctx.started.elapsed();
         let endpoint = match &ctx.route {
             Some(r) => r.endpoint.kind(),
@@ -398,7 +418,10 @@ impl ProxyHttp for Proxy {
                 duration.as_millis(),
                 ctx.auth.from_cache,
                 ctx.redirects,
-                e.map(|e| format!(" error=\"{}\"", e.etype().as_str())).unwrap_or_default(),
+                e.map(|e| e.etype().as_str())
+                    .or(ctx.aborted)
+                    .map(|e| format!(" error=\"{e}\""))
+                    .unwrap_or_default(),
             );
         }
     }
@@ -464,9 +487,8 @@ impl Proxy {
         e
     }
 
-    /// Where a redirect response points, resolved against the current target.
-    fn next_redirect(&self, resp: &ResponseHeader, ctx: &RequestCtx) -> Option<Url> {
-        let location = header_str(resp, "Location")?;
+    /// Where a redirect's `location` points, resolved against the current target.
+    fn redirect_url(&self, location: &str, ctx: &RequestCtx) -> Option<Url> {
         let state = ctx.connector.as_ref()?;
         let base = match &ctx.redirect {
             Some(u) => u.clone(),

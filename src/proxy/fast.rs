@@ -1,0 +1,197 @@
+//! One GET or HEAD served on the fast lane: the same decisions as the general
+//! path (token refresh on an unexpected 401, OCI errors naming the connector,
+//! redirects, `Location`/`Link` rewriting), made on our own HTTP/1.1 exchange.
+
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+use pingora_error::{Error, Result};
+use pingora_proxy::Session;
+
+use super::fastlane::h1::{self, Framing};
+use super::fastlane::{self, CopyError, Exchange};
+use super::rewrite::ClientView;
+use super::{client_origin, errors, is_redirect, Proxy, RequestCtx};
+use crate::auth;
+use crate::config::{RedirectPolicy, Scheme};
+use crate::registry::ConnectorState;
+use crate::routing::Endpoint;
+
+/// What the general path must do after the fast lane gave up on a request.
+pub(super) enum Handoff {
+    /// The response was written (or the client is gone): the request is over.
+    Done,
+    /// Nothing was written: Pingora's general path serves the request
+    /// (a redirect to follow, a body framing the lane does not stream).
+    General,
+}
+
+impl Proxy {
+    /// The client socket when this request may take the fast lane.
+    pub(super) fn fast_lane_fd(&self, session: &Session, state: &ConnectorState) -> Option<RawFd> {
+        let req = session.req_header();
+        let eligible = self.settings.upstream.fast_lane
+            && state.connector.upstream.scheme == Scheme::Http
+            && (req.method == http::Method::GET || req.method == http::Method::HEAD)
+            && !fastlane::has_body(req);
+        eligible.then(|| fastlane::client_fd(session)).flatten()
+    }
+
+    /// Serves the request on the fast lane, writing to the client socket `fd`.
+    pub(super) async fn serve_fast(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        state: &ConnectorState,
+        fd: RawFd,
+    ) -> Result<Handoff> {
+        let upstream = &state.connector.upstream;
+        let addr = match self.resolver.resolve(&upstream.host, upstream.port).await {
+            Ok(a) => a,
+            Err(e) => return self.fail_fast(session, ctx, &e).await,
+        };
+        let head_request = session.req_header().method == http::Method::HEAD;
+        let authority = upstream.authority();
+        let mut x = loop {
+            let req = session.req_header();
+            let request = h1::request_head(
+                req.method.as_str(),
+                &ctx.upstream_uri,
+                &authority,
+                ctx.auth.header.as_ref().map(|h| h.expose()),
+                req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+            );
+            ctx.upstream_started.get_or_insert_with(Instant::now);
+            let x = match self.fastlane.exchange(addr, &request, head_request).await {
+                Ok(x) => x,
+                Err(e) => return self.fail_fast(session, ctx, &e).await,
+            };
+            let status = x.head.status;
+            ctx.upstream_status = Some(status);
+            ctx.upstream_answered = Some(Instant::now());
+            if status != 401 && status != 403 {
+                break x;
+            }
+            let challenge = x.head.header(&x.buf, "WWW-Authenticate").and_then(auth::challenge::parse);
+            if status == 401 && !ctx.auth_retried {
+                // Same recovery as the general path: forget the token, retry once.
+                self.forget_token(state, ctx, challenge.as_ref()).await;
+                match self.auth.authorization(state, &ctx.scopes).await {
+                    Ok(a) => ctx.auth = a,
+                    Err(e) => {
+                        self.reject(session, ctx, errors::auth_failed(state, &e)).await?;
+                        return Ok(Handoff::Done);
+                    }
+                }
+                continue;
+            }
+            self.reject(session, ctx, errors::refused(state, ctx, status, challenge.as_ref())).await?;
+            return Ok(Handoff::Done);
+        };
+
+        let status = x.head.status;
+        if is_redirect_status(status) && state.connector.redirects == RedirectPolicy::Follow {
+            if let Some(next) = x.head.header(&x.buf, "Location").and_then(|l| self.redirect_url(l, ctx)) {
+                ctx.redirects = 1;
+                ctx.redirect = Some(next);
+                return Ok(Handoff::General);
+            }
+        }
+        let length = match x.head.framing {
+            Framing::Other => return Ok(Handoff::General),
+            Framing::Empty => 0,
+            Framing::Length(n) => n,
+        };
+        if length > 0 && length <= fastlane::SMALL_BODY {
+            // Read it whole: a registry failing mid-body still gets a clean 502.
+            if let Err(e) = self.fastlane.read_body(&mut x, length).await {
+                return self.fail_fast(session, ctx, &e).await;
+            }
+        }
+        let head = self.client_head(session, ctx, state, &x);
+        ctx.status = Some(status);
+        let mut client = fastlane::Client::new(fd, self.fastlane.io_timeout());
+        let prefix_len = x.body_prefix().len().min(length as usize);
+        let written = client.write_all(&[&head, &x.body_prefix()[..prefix_len]]).await;
+        let result = match written {
+            Err(e) => Err(CopyError::Client(e)),
+            Ok(()) if (prefix_len as u64) < length => {
+                let rest = length - prefix_len as u64;
+                fastlane::copy_body(x.stream(), &mut client, rest, self.fastlane.io_timeout()).await
+            }
+            Ok(()) => Ok(()),
+        };
+        match result {
+            Ok(()) => {
+                ctx.bytes_out = length;
+                self.fastlane.release(x, length);
+            }
+            Err(e) => {
+                // The head is out: the only honest end is closing the client
+                // connection, so it sees a short body rather than a wrong one.
+                session.set_keepalive(None);
+                ctx.aborted = Some(match &e {
+                    CopyError::Upstream(_) => "upstream body",
+                    CopyError::Client(_) => "client gone",
+                });
+                if matches!(e, CopyError::Upstream(_)) {
+                    log::warn!("connector {}: response body cut short: {e}", state.label);
+                }
+            }
+        }
+        Ok(Handoff::Done)
+    }
+
+    /// Drops the refused token and widens the scopes to what the registry asked for.
+    pub(super) async fn forget_token(
+        &self,
+        state: &ConnectorState,
+        ctx: &mut RequestCtx,
+        challenge: Option<&auth::Challenge>,
+    ) {
+        self.auth.refused(state, challenge, &ctx.scopes).await;
+        if let Some(auth::Challenge::Bearer { scope: Some(s), .. }) = challenge {
+            ctx.scopes = super::merge_scopes(&ctx.scopes, &auth::scope::split(s));
+        }
+        ctx.auth_retried = true;
+    }
+
+    /// Answers with the OCI error for an upstream failure before anything was written.
+    async fn fail_fast(&self, session: &mut Session, ctx: &mut RequestCtx, e: &Error) -> Result<Handoff> {
+        let err = errors::classify(e, ctx).unwrap_or_else(|| errors::internal(ctx));
+        self.reject(session, ctx, err).await?;
+        Ok(Handoff::Done)
+    }
+
+    /// The registry's response head as the client sees it.
+    fn client_head(&self, session: &Session, ctx: &RequestCtx, state: &ConnectorState, x: &Exchange) -> Vec<u8> {
+        let close = session.as_downstream().get_keepalive().is_none();
+        let needs_view = x.head.header(&x.buf, "Location").is_some() || x.head.header(&x.buf, "Link").is_some();
+        let Some(route) = ctx.route.as_ref().filter(|_| needs_view) else {
+            return x.head.client_head(&x.buf, close, |_, _| None);
+        };
+        let origin = client_origin(&self.settings, session.req_header());
+        let view = ClientView {
+            upstream: &state.connector.upstream,
+            upstream_repo: &ctx.upstream_repo,
+            client_repo: &route.repository,
+            client_prefix: &route.client_prefix,
+            client_origin: &origin,
+        };
+        let tags = matches!(route.endpoint, Endpoint::Tags);
+        x.head.client_head(&x.buf, close, |name, value| {
+            let value = std::str::from_utf8(value).ok()?;
+            if name.eq_ignore_ascii_case("location") {
+                view.location(value)
+            } else if tags && name.eq_ignore_ascii_case("link") {
+                view.link(value)
+            } else {
+                None
+            }
+        })
+    }
+}
+
+fn is_redirect_status(status: u16) -> bool {
+    http::StatusCode::from_u16(status).is_ok_and(is_redirect)
+}

@@ -1,0 +1,329 @@
+//! HTTP/1.1 message heads for the fast lane: the upstream request we write and
+//! the upstream response we parse and re-serialise for the client. Pure code.
+
+use std::ops::Range;
+
+/// Most response headers a registry answer may carry.
+const MAX_HEADERS: usize = 64;
+/// Largest response head accepted from a registry.
+pub const MAX_HEAD: usize = 64 * 1024;
+
+/// Client request headers that never travel upstream: our own credentials,
+/// hop-by-hop headers, and framing (fast-lane requests carry no body).
+const DROP_REQUEST: &[&str] = &[
+    "host",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "upgrade",
+    "transfer-encoding",
+    "content-length",
+    "expect",
+];
+
+/// Registry response headers that never reach the client: hop-by-hop headers
+/// and the registry's own challenge (clients authenticate to us, not there).
+const DROP_RESPONSE: &[&str] =
+    &["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "www-authenticate"];
+
+/// Writes the upstream request head: request line, `Host`, the connector's
+/// `Authorization`, then the client's headers minus [`DROP_REQUEST`].
+pub fn request_head<'a>(
+    method: &str,
+    uri: &str,
+    host: &str,
+    authorization: Option<&str>,
+    client_headers: impl Iterator<Item = (&'a str, &'a [u8])>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(uri.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(a) = authorization {
+        put_header(&mut out, "Authorization", a.as_bytes());
+    }
+    for (name, value) in client_headers {
+        if !DROP_REQUEST.iter().any(|d| name.eq_ignore_ascii_case(d)) {
+            put_header(&mut out, name, value);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body (HEAD, 204, 304).
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked or read-until-close: left to Pingora's general path.
+    Other,
+}
+
+/// A parsed registry response head. Header names and values are ranges into
+/// the buffer it was parsed from, so parsing allocates one small `Vec`.
+#[derive(Debug)]
+pub struct ResponseHead {
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase range.
+    pub reason: Range<usize>,
+    /// `(name, value)` ranges in wire order.
+    pub headers: Vec<(Range<usize>, Range<usize>)>,
+    /// Length of the head including the blank line.
+    pub len: usize,
+    /// Body framing (already accounting for a HEAD request).
+    pub framing: Framing,
+    /// Whether the registry lets the connection be reused.
+    pub keep_alive: bool,
+}
+
+/// What [`parse_response`] made of the bytes so far.
+#[derive(Debug)]
+pub enum Parsed {
+    /// A complete head.
+    Head(ResponseHead),
+    /// More bytes are needed.
+    Partial,
+}
+
+/// Why a response head is unusable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum HeadError {
+    /// Not HTTP/1.x.
+    #[error("malformed response head: {0}")]
+    Malformed(String),
+    /// Longer than [`MAX_HEAD`].
+    #[error("response head larger than {MAX_HEAD} bytes")]
+    TooLarge,
+    /// `Content-Length` that is not one number.
+    #[error("invalid Content-Length")]
+    BadLength,
+}
+
+/// Parses a response head from the start of `buf`. `head_request` marks a
+/// response to HEAD, whose `Content-Length` describes a body that is not sent.
+pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, HeadError> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut storage);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(e) => return Err(HeadError::Malformed(e.to_string())),
+    };
+    let status = resp.code.unwrap_or(0);
+    let http10 = resp.version == Some(0);
+    let base = buf.as_ptr() as usize;
+    let range = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let reason = resp.reason.map(|r| range(r.as_bytes())).unwrap_or(0..0);
+    let mut headers = Vec::with_capacity(resp.headers.len());
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut keep_alive = !http10;
+    for h in resp.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or(HeadError::BadLength)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::BadLength);
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+            if v.split(',').any(|t| t.trim() == "close") {
+                keep_alive = false;
+            } else if v.split(',').any(|t| t.trim() == "keep-alive") {
+                keep_alive = true;
+            }
+        }
+        headers.push((range(h.name.as_bytes()), range(h.value)));
+    }
+    let bodiless = head_request || status == 204 || status == 304 || (100..200).contains(&status);
+    let framing = match (bodiless, chunked, length) {
+        (true, _, _) => Framing::Empty,
+        (false, true, _) => Framing::Other,
+        (false, false, Some(n)) => Framing::Length(n),
+        (false, false, None) => Framing::Other,
+    };
+    Ok(Parsed::Head(ResponseHead { status, reason, headers, len, framing, keep_alive }))
+}
+
+impl ResponseHead {
+    /// The value of the first header called `name`.
+    pub fn header<'b>(&self, buf: &'b [u8], name: &str) -> Option<&'b str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| buf[n.clone()].eq_ignore_ascii_case(name.as_bytes()))
+            .and_then(|(_, v)| std::str::from_utf8(&buf[v.clone()]).ok())
+    }
+
+    /// Serialises the head for the client: hop-by-hop headers and the challenge
+    /// dropped, each remaining value passed through `map` (which returns a
+    /// replacement, or `None` to keep the value), `Connection: close` added
+    /// when the client connection will not be kept.
+    pub fn client_head(
+        &self,
+        buf: &[u8],
+        close: bool,
+        mut map: impl FnMut(&str, &[u8]) -> Option<String>,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len + 32);
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(self.status.to_string().as_bytes());
+        out.push(b' ');
+        let reason = &buf[self.reason.clone()];
+        if reason.is_empty() {
+            let canonical = http::StatusCode::from_u16(self.status).ok().and_then(|s| s.canonical_reason());
+            out.extend_from_slice(canonical.unwrap_or("Unknown").as_bytes());
+        } else {
+            out.extend_from_slice(reason);
+        }
+        out.extend_from_slice(b"\r\n");
+        for (n, v) in &self.headers {
+            let name = &buf[n.clone()];
+            if DROP_RESPONSE.iter().any(|d| name.eq_ignore_ascii_case(d.as_bytes())) {
+                continue;
+            }
+            let name = std::str::from_utf8(name).unwrap_or_default();
+            let value = &buf[v.clone()];
+            match map(name, value) {
+                Some(replaced) => put_header(&mut out, name, replaced.as_bytes()),
+                None => put_header(&mut out, name, value),
+            }
+        }
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(raw: &[u8], head_request: bool) -> ResponseHead {
+        match parse_response(raw, head_request).unwrap() {
+            Parsed::Head(h) => h,
+            Parsed::Partial => panic!("partial"),
+        }
+    }
+
+    #[test]
+    fn request_head_injects_credentials_and_drops_the_clients() {
+        let client: Vec<(&str, &[u8])> = vec![
+            ("Host", b"proxy:5000"),
+            ("Authorization", b"Basic Y2xpZW50"),
+            ("Accept", b"application/vnd.oci.image.manifest.v1+json"),
+            ("Connection", b"keep-alive"),
+            ("Range", b"bytes=0-9"),
+            ("cookie", b"a=b"),
+        ];
+        let out = request_head(
+            "GET",
+            "/v2/library/alpine/manifests/3",
+            "registry:443",
+            Some("Bearer t0k"),
+            client.into_iter(),
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "GET /v2/library/alpine/manifests/3 HTTP/1.1\r\nHost: registry:443\r\nAuthorization: Bearer t0k\r\n\
+             Accept: application/vnd.oci.image.manifest.v1+json\r\nRange: bytes=0-9\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn parses_length_and_keep_alive() {
+        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 42\r\nDocker-Content-Digest: sha256:ab\r\n\r\nbody";
+        let h = head(raw, false);
+        assert_eq!(h.status, 200);
+        assert_eq!(h.framing, Framing::Length(42));
+        assert!(h.keep_alive);
+        assert_eq!(h.len, raw.len() - 4);
+        assert_eq!(h.header(raw, "docker-content-digest"), Some("sha256:ab"));
+    }
+
+    #[test]
+    fn head_requests_and_bodiless_statuses_have_no_body() {
+        assert_eq!(head(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true).framing, Framing::Empty);
+        assert_eq!(head(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false).framing, Framing::Empty);
+        assert_eq!(head(b"HTTP/1.1 204 No Content\r\n\r\n", false).framing, Framing::Empty);
+    }
+
+    #[test]
+    fn chunked_and_unframed_bodies_are_left_to_the_general_path() {
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(head(chunked, false).framing, Framing::Other);
+        assert_eq!(head(b"HTTP/1.1 200 OK\r\n\r\n", false).framing, Framing::Other);
+    }
+
+    #[test]
+    fn connection_close_and_http10_end_reuse() {
+        assert!(!head(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false).keep_alive);
+        assert!(!head(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false).keep_alive);
+        assert!(head(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n", false).keep_alive);
+    }
+
+    #[test]
+    fn rejects_bad_heads() {
+        assert!(matches!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Le", false), Ok(Parsed::Partial)));
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false).unwrap_err(),
+            HeadError::BadLength
+        );
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false)
+                .unwrap_err(),
+            HeadError::BadLength
+        );
+        assert!(matches!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n", false), Err(HeadError::Malformed(_))));
+        let huge = [b"HTTP/1.1 200 OK\r\nX: ".as_slice(), &vec![b'a'; MAX_HEAD]].concat();
+        assert_eq!(parse_response(&huge, false).unwrap_err(), HeadError::TooLarge);
+    }
+
+    #[test]
+    fn client_head_drops_hop_by_hop_and_challenge_and_maps_values() {
+        let raw = b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /x\r\nConnection: keep-alive\r\n\
+                    WWW-Authenticate: Bearer realm=\"r\"\r\nContent-Length: 0\r\n\r\n";
+        let h = head(raw, false);
+        let out = h.client_head(raw, true, |n, _| n.eq_ignore_ascii_case("location").then(|| "/y".to_string()));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: /y\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn client_head_fills_a_missing_reason() {
+        let raw = b"HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n";
+        let out = head(raw, false).client_head(raw, false, |_, _| None);
+        assert!(out.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
+    }
+}

@@ -1,0 +1,343 @@
+//! Byte movement for the fast lane: non-blocking writes on the client socket
+//! that Pingora owns, and `splice(2)` of response bodies from the registry
+//! socket to the client socket through a pipe, without copying them into
+//! user space.
+//!
+//! The client socket is registered with Pingora's tokio reactor, which we
+//! cannot reach; when it would block we `dup` it and register the duplicate
+//! (epoll keys interest by descriptor, so both registrations coexist). The
+//! duplicate is deregistered before it is closed, as epoll requires. Small
+//! responses never block, so they cost no extra system call.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+/// Pipe size asked for (the kernel caps it at `/proc/sys/fs/pipe-max-size`).
+const PIPE_SIZE: i32 = 1 << 20;
+/// Largest single splice request.
+const SPLICE_CHUNK: usize = 1 << 20;
+/// Buffer of the user-space copy used when splice is unavailable.
+const COPY_BUF: usize = 256 * 1024;
+
+/// The client's socket, borrowed from Pingora for the length of one response.
+pub struct Client {
+    fd: RawFd,
+    registered: Option<AsyncFd<OwnedFd>>,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Wraps the raw descriptor of Pingora's downstream stream. The caller
+    /// guarantees that Pingora has nothing buffered for it and writes nothing
+    /// to it until this response is complete.
+    pub fn new(fd: RawFd, timeout: Duration) -> Self {
+        Client { fd, registered: None, timeout }
+    }
+
+    /// Writes all of `parts` (one `writev` when the socket has room).
+    pub async fn write_all(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut done = 0;
+        while done < total {
+            let n = self.io(|fd| writev_from(fd, parts, done)).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Runs `op` on the descriptor, waiting for writability while it would block.
+    async fn io(&mut self, mut op: impl FnMut(RawFd) -> io::Result<usize>) -> io::Result<usize> {
+        match op(self.fd) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            other => return other,
+        }
+        let timeout = self.timeout;
+        let afd = self.registered()?;
+        loop {
+            let mut guard = tokio::time::timeout(timeout, afd.writable())
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client did not read in time"))??;
+            match guard.try_io(|inner| op(inner.as_raw_fd())) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn registered(&mut self) -> io::Result<&AsyncFd<OwnedFd>> {
+        if self.registered.is_none() {
+            // SAFETY: dup of a descriptor that is open for the whole call.
+            let dup = unsafe { libc::fcntl(self.fd, libc::F_DUPFD_CLOEXEC, 0) };
+            if dup < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `dup` is a fresh descriptor we own.
+            let owned = unsafe { OwnedFd::from_raw_fd(dup) };
+            // SAFETY: the `OwnedFd` stays open, and keeps referring to the
+            // same socket, for as long as the `AsyncFd` that owns it.
+            let afd = unsafe { AsyncFd::register_with_interest(owned, Interest::WRITABLE) };
+            self.registered = Some(afd.map_err(io::Error::from)?);
+        }
+        Ok(self.registered.as_ref().expect("registered above"))
+    }
+}
+
+/// `writev` of `parts` skipping the first `skip` bytes.
+fn writev_from(fd: RawFd, parts: &[&[u8]], mut skip: usize) -> io::Result<usize> {
+    let mut iov: [libc::iovec; 4] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; 4];
+    let mut n = 0;
+    for p in parts {
+        if skip >= p.len() {
+            skip -= p.len();
+            continue;
+        }
+        let rest = &p[skip..];
+        skip = 0;
+        if n == iov.len() {
+            break;
+        }
+        iov[n] = libc::iovec { iov_base: rest.as_ptr() as *mut _, iov_len: rest.len() };
+        n += 1;
+    }
+    // SAFETY: every iovec points into a live slice of `parts`.
+    let r = unsafe { libc::writev(fd, iov.as_ptr(), n as i32) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// A pipe for splicing; both ends close on drop.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+    capacity: usize,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are owned here.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: plain fcntl on our own descriptor; failure leaves the default size.
+        let size = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+        let capacity = if size > 0 { size as usize } else { 64 * 1024 };
+        Ok(Pipe { read, write, capacity })
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MORE;
+    // SAFETY: splice between descriptors we hold; null offsets (sockets, pipes).
+    let r = unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, flags) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
+/// Why a body copy stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The registry closed or failed mid-body.
+    #[error("registry: {0}")]
+    Upstream(io::Error),
+    /// The client went away or stopped reading.
+    #[error("client: {0}")]
+    Client(io::Error),
+}
+
+/// Moves exactly `len` body bytes from `upstream` to `client`: spliced when
+/// the kernel allows it, copied through a buffer otherwise.
+pub async fn copy_body(
+    upstream: &TcpStream,
+    client: &mut Client,
+    len: u64,
+    timeout: Duration,
+) -> Result<(), CopyError> {
+    match Pipe::new() {
+        Ok(pipe) => match splice_body(upstream, client, &pipe, len, timeout).await {
+            Err(SpliceError::Unsupported) => copy_userspace(upstream, client, len, timeout).await,
+            Err(SpliceError::Copy(e)) => Err(e),
+            Ok(()) => Ok(()),
+        },
+        Err(_) => copy_userspace(upstream, client, len, timeout).await,
+    }
+}
+
+enum SpliceError {
+    /// splice refused these descriptors before any byte moved.
+    Unsupported,
+    Copy(CopyError),
+}
+
+async fn splice_body(
+    upstream: &TcpStream,
+    client: &mut Client,
+    pipe: &Pipe,
+    len: u64,
+    timeout: Duration,
+) -> Result<(), SpliceError> {
+    let up = upstream.as_raw_fd();
+    let (pipe_r, pipe_w) = (pipe.read.as_raw_fd(), pipe.write.as_raw_fd());
+    let mut to_read = len;
+    let mut in_pipe = 0usize;
+    let mut moved_any = false;
+    while to_read > 0 || in_pipe > 0 {
+        if to_read > 0 && in_pipe < pipe.capacity {
+            let want = (pipe.capacity - in_pipe).min(SPLICE_CHUNK).min(to_read as usize);
+            match upstream.try_io(Interest::READABLE, || splice(up, pipe_w, want)) {
+                Ok(0) => {
+                    let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "registry closed mid-body");
+                    return Err(SpliceError::Copy(CopyError::Upstream(eof)));
+                }
+                Ok(n) => {
+                    moved_any = true;
+                    to_read -= n as u64;
+                    in_pipe += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if in_pipe == 0 {
+                        wait_readable(upstream, timeout).await.map_err(SpliceError::Copy)?;
+                        continue;
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && !moved_any => {
+                    return Err(SpliceError::Unsupported)
+                }
+                Err(e) => return Err(SpliceError::Copy(CopyError::Upstream(e))),
+            }
+        }
+        if in_pipe > 0 {
+            let n = client
+                .io(|fd| splice(pipe_r, fd, in_pipe))
+                .await
+                .map_err(|e| SpliceError::Copy(CopyError::Client(e)))?;
+            in_pipe -= n;
+        }
+    }
+    Ok(())
+}
+
+async fn wait_readable(upstream: &TcpStream, timeout: Duration) -> Result<(), CopyError> {
+    match tokio::time::timeout(timeout, upstream.readable()).await {
+        Ok(r) => r.map_err(CopyError::Upstream),
+        Err(_) => Err(CopyError::Upstream(io::Error::new(io::ErrorKind::TimedOut, "registry stalled mid-body"))),
+    }
+}
+
+async fn copy_userspace(
+    upstream: &TcpStream,
+    client: &mut Client,
+    len: u64,
+    timeout: Duration,
+) -> Result<(), CopyError> {
+    let mut buf = vec![0u8; COPY_BUF.min(len as usize).max(1)];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(left as usize);
+        let n = match upstream.try_read(&mut buf[..want]) {
+            Ok(0) => {
+                let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "registry closed mid-body");
+                return Err(CopyError::Upstream(eof));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wait_readable(upstream, timeout).await?;
+                continue;
+            }
+            Err(e) => return Err(CopyError::Upstream(e)),
+        };
+        client.write_all(&[&buf[..n]]).await.map_err(CopyError::Client)?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn connected() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (s, _) = l.accept().await.unwrap();
+        (c, s)
+    }
+
+    /// 8 MiB through splice into a client that reads slowly at first, so the
+    /// client socket fills up and the writer must wait for it.
+    #[tokio::test]
+    async fn splices_a_large_body_byte_for_byte() {
+        let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (mut reg_server, reg_client) = connected().await;
+        let (proxy_side, mut client_side) = connected().await;
+        let sent = body.clone();
+        let writer = tokio::spawn(async move { reg_server.write_all(&sent).await.unwrap() });
+        let reader = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut got = Vec::new();
+            client_side.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let mut client = Client::new(proxy_side.as_raw_fd(), Duration::from_secs(10));
+        client.write_all(&[b"head:", b""]).await.unwrap();
+        copy_body(&reg_client, &mut client, body.len() as u64, Duration::from_secs(10)).await.unwrap();
+        drop(client);
+        drop(proxy_side);
+        writer.await.unwrap();
+        let got = reader.await.unwrap();
+        assert_eq!(&got[..5], b"head:");
+        assert!(got[5..] == body[..], "body differs");
+    }
+
+    #[tokio::test]
+    async fn a_registry_closing_mid_body_is_an_upstream_error() {
+        let (mut reg_server, reg_client) = connected().await;
+        let (proxy_side, _client_side) = connected().await;
+        reg_server.write_all(&[1u8; 1000]).await.unwrap();
+        drop(reg_server);
+        let mut client = Client::new(proxy_side.as_raw_fd(), Duration::from_secs(5));
+        let err = copy_body(&reg_client, &mut client, 5000, Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, CopyError::Upstream(ref e) if e.kind() == io::ErrorKind::UnexpectedEof), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_stalled_registry_times_out() {
+        let (_reg_server, reg_client) = connected().await;
+        let (proxy_side, _client_side) = connected().await;
+        let mut client = Client::new(proxy_side.as_raw_fd(), Duration::from_secs(5));
+        let err = copy_body(&reg_client, &mut client, 10, Duration::from_millis(100)).await.unwrap_err();
+        assert!(matches!(err, CopyError::Upstream(ref e) if e.kind() == io::ErrorKind::TimedOut), "{err}");
+    }
+
+    #[test]
+    fn writev_skips_what_was_written() {
+        let (r, w) = {
+            let p = Pipe::new().unwrap();
+            (p.read, p.write)
+        };
+        let n = writev_from(w.as_raw_fd(), &[b"abc", b"def", b"gh"], 4).unwrap();
+        assert_eq!(n, 4);
+        let mut buf = [0u8; 8];
+        // SAFETY: reading into a local buffer from our own pipe.
+        let got = unsafe { libc::read(r.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(&buf[..got as usize], b"efgh");
+    }
+}

@@ -1,0 +1,246 @@
+//! The fast lane: GET and HEAD to plain-HTTP registries over our own pooled
+//! HTTP/1.1 connections, the response written straight onto the client socket
+//! and large bodies spliced, bypassing Pingora's general upstream machinery.
+//!
+//! Why: on the 2-core machines we measure on, Pingora 0.9's per-request
+//! upstream path (connector pool with a task per idle connection, the duplex
+//! between two tasks over a channel, header maps built and re-serialised) cost
+//! about three times nginx's whole per-request budget, and its body path copies
+//! every chunk through user space twice. See docs/performance.md.
+//!
+//! What stays with Pingora: listening, reading and parsing the client request,
+//! keep-alive of the client connection, upgrades and draining, and every
+//! request the fast lane does not take (writes, HTTPS registries, TLS or
+//! HTTP/2 clients, chunked responses, redirects it hands back).
+
+pub mod h1;
+pub mod io;
+pub mod pool;
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use pingora_core::protocols::http::ServerSession;
+use pingora_error::{Error, ErrorType};
+use pingora_proxy::Session;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::config::UpstreamSettings;
+use h1::{Framing, Parsed, ResponseHead};
+pub use io::{copy_body, Client, CopyError};
+pub use pool::Pool;
+
+/// Bodies up to this size are read whole and written with the head in one call.
+pub const SMALL_BODY: u64 = 256 * 1024;
+/// First read size for a response head (and a small body behind it).
+const HEAD_READ: usize = 16 * 1024;
+
+/// Connection pool plus the timeouts the lane applies.
+pub struct FastLane {
+    pool: Pool,
+    timeouts: UpstreamSettings,
+}
+
+/// A registry response whose head has been read.
+pub struct Exchange {
+    stream: TcpStream,
+    addr: SocketAddr,
+    /// Bytes read so far: the head, then possibly body bytes.
+    pub buf: Vec<u8>,
+    /// The parsed head (ranges into `buf`).
+    pub head: ResponseHead,
+}
+
+impl Exchange {
+    /// Body bytes already read behind the head.
+    pub fn body_prefix(&self) -> &[u8] {
+        &self.buf[self.head.len..]
+    }
+
+    /// The registry socket, for streaming the rest of the body.
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl FastLane {
+    /// A lane with an empty pool.
+    pub fn new(timeouts: UpstreamSettings) -> Self {
+        FastLane { pool: Pool::new(timeouts.idle_timeout), timeouts }
+    }
+
+    /// The timeout for a single wait on either socket.
+    pub fn io_timeout(&self) -> Duration {
+        self.timeouts.read_timeout
+    }
+
+    /// Idle pooled connections to `addr`.
+    pub fn idle_connections(&self, addr: SocketAddr) -> usize {
+        self.pool.idle_count(addr)
+    }
+
+    /// Sends `request` (a bodiless head) to `addr` and reads the response head.
+    /// A pooled connection that fails before the first response byte (the
+    /// registry closed it while idle) is replaced by a new one, once.
+    pub async fn exchange(
+        &self,
+        addr: SocketAddr,
+        request: &[u8],
+        head_request: bool,
+    ) -> Result<Exchange, Box<Error>> {
+        if let Some(stream) = self.pool.take(addr) {
+            match self.attempt(stream, addr, request, head_request).await {
+                Ok(x) => return Ok(x),
+                Err(Attempt::Stale) => {}
+                Err(Attempt::Failed(e)) => return Err(e),
+            }
+        }
+        let stream = self.connect(addr).await?;
+        match self.attempt(stream, addr, request, head_request).await {
+            Ok(x) => Ok(x),
+            Err(Attempt::Stale) => Err(Error::explain(
+                ErrorType::ConnectionClosed,
+                "registry closed the connection before answering",
+            )
+            .into_up()),
+            Err(Attempt::Failed(e)) => Err(e),
+        }
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, Box<Error>> {
+        let stream = match tokio::time::timeout(self.timeouts.connect_timeout, TcpStream::connect(addr)).await {
+            Err(_) => return Err(Error::explain(ErrorType::ConnectTimedout, "connect timed out")),
+            Ok(Err(e)) => {
+                let etype = match e.kind() {
+                    std::io::ErrorKind::ConnectionRefused => ErrorType::ConnectRefused,
+                    _ => ErrorType::ConnectError,
+                };
+                return Err(Error::because(etype, "connect failed", e));
+            }
+            Ok(Ok(s)) => s,
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    async fn attempt(
+        &self,
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        request: &[u8],
+        head_request: bool,
+    ) -> Result<Exchange, Attempt> {
+        if stream.write_all(request).await.is_err() {
+            return Err(Attempt::Stale);
+        }
+        let mut buf = Vec::with_capacity(HEAD_READ);
+        loop {
+            let n = self.read_some(&stream, &mut buf).await.map_err(|e| {
+                if buf.is_empty() && e.etype() != &ErrorType::ReadTimedout {
+                    Attempt::Stale
+                } else {
+                    Attempt::Failed(e)
+                }
+            })?;
+            if n == 0 {
+                return Err(if buf.is_empty() {
+                    Attempt::Stale
+                } else {
+                    Attempt::Failed(upstream_error(ErrorType::ConnectionClosed, "registry closed mid-head"))
+                });
+            }
+            match h1::parse_response(&buf, head_request) {
+                Ok(Parsed::Partial) => continue,
+                Ok(Parsed::Head(head)) if (100..200).contains(&head.status) => {
+                    // An interim response (100 Continue, 103 Early Hints): skip it.
+                    buf.drain(..head.len);
+                }
+                Ok(Parsed::Head(head)) => return Ok(Exchange { stream, addr, buf, head }),
+                Err(e) => {
+                    return Err(Attempt::Failed(upstream_error(ErrorType::InvalidHTTPHeader, e.to_string())))
+                }
+            }
+        }
+    }
+
+    /// Appends one read to `buf`; `Ok(0)` at end of stream.
+    async fn read_some(&self, stream: &TcpStream, buf: &mut Vec<u8>) -> Result<usize, Box<Error>> {
+        loop {
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(HEAD_READ);
+            }
+            match stream.try_read_buf(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    match tokio::time::timeout(self.timeouts.read_timeout, stream.readable()).await {
+                        Err(_) => return Err(upstream_error(ErrorType::ReadTimedout, "registry did not answer")),
+                        Ok(Err(e)) => return Err(Error::because(ErrorType::ReadError, "reading", e).into_up()),
+                        Ok(Ok(())) => {}
+                    }
+                }
+                Err(e) => return Err(Error::because(ErrorType::ReadError, "reading", e).into_up()),
+            }
+        }
+    }
+
+    /// Reads the rest of a body of `len` bytes into the exchange's buffer.
+    pub async fn read_body(&self, x: &mut Exchange, len: u64) -> Result<(), Box<Error>> {
+        let want = x.head.len + len as usize;
+        x.buf.reserve(want.saturating_sub(x.buf.len()));
+        while x.buf.len() < want {
+            if self.read_some(&x.stream, &mut x.buf).await? == 0 {
+                return Err(upstream_error(ErrorType::ConnectionClosed, "registry closed mid-body"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the connection for reuse if its response was read exactly and
+    /// the registry keeps it open; otherwise it is closed.
+    pub fn release(&self, x: Exchange, body_read: u64) {
+        let expected = match x.head.framing {
+            Framing::Empty => 0,
+            Framing::Length(n) => n,
+            Framing::Other => return,
+        };
+        let buffered = (x.buf.len() - x.head.len) as u64;
+        // Streamed bodies left the buffer at the prefix; read ones fill it exactly.
+        let exact = body_read == expected && buffered <= expected;
+        if x.head.keep_alive && exact {
+            self.pool.put(x.addr, x.stream);
+        }
+    }
+}
+
+enum Attempt {
+    /// Nothing came back: the connection was dead before we used it.
+    Stale,
+    Failed(Box<Error>),
+}
+
+fn upstream_error(etype: ErrorType, why: impl Into<String>) -> Box<Error> {
+    Error::explain(etype, why.into()).into_up()
+}
+
+/// The client socket of an HTTP/1.1 plain-TCP session, if this request may
+/// use the fast lane: nothing else may then write to it until the response
+/// is complete.
+pub fn client_fd(session: &Session) -> Option<RawFd> {
+    let ServerSession::H1(h1) = session.as_downstream() else { return None };
+    if h1.digest().ssl_digest.is_some() || session.req_header().version != http::Version::HTTP_11 {
+        return None;
+    }
+    let fd = h1.stream().id();
+    (fd >= 0).then_some(fd)
+}
+
+/// Whether the client request has a body (the fast lane takes none).
+pub fn has_body(req: &pingora_http::RequestHeader) -> bool {
+    req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}

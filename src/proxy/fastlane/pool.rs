@@ -1,0 +1,103 @@
+//! Idle keep-alive connections to registries, shared by all connectors that
+//! reach the same address (credentials travel per request, never per connection).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpStream;
+
+/// Idle connections kept per upstream address; more are closed on release.
+const MAX_IDLE_PER_ADDR: usize = 128;
+
+/// A connection plus when it went idle.
+struct Idle {
+    stream: TcpStream,
+    since: Instant,
+}
+
+/// The pool. A connection that the registry closed while idle is only found
+/// out when it is used; the fast lane then retries once on a new connection,
+/// which is safe because it only carries GET and HEAD.
+pub struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle_timeout: Duration,
+}
+
+impl Pool {
+    /// A pool that drops connections idle for longer than `idle_timeout`.
+    pub fn new(idle_timeout: Duration) -> Self {
+        Pool { idle: Mutex::new(HashMap::new()), idle_timeout }
+    }
+
+    /// The most recently released live-looking connection to `addr`.
+    pub fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.get_mut(&addr)?;
+        while let Some(c) = list.pop() {
+            if c.since.elapsed() < self.idle_timeout {
+                return Some(c.stream);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last response was read completely.
+    pub fn put(&self, addr: SocketAddr, stream: TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(addr).or_default();
+        if list.len() >= MAX_IDLE_PER_ADDR {
+            // Oldest first out: they are the likeliest to have been closed.
+            list.remove(0);
+        }
+        list.push(Idle { stream, since: Instant::now() });
+    }
+
+    /// Idle connections to `addr` (tests and metrics).
+    pub fn idle_count(&self, addr: SocketAddr) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).get(&addr).map_or(0, Vec::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected client socket; the accepted end is kept open in `held`.
+    async fn pair(listener: &tokio::net::TcpListener, held: &mut Vec<TcpStream>) -> TcpStream {
+        let c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        held.push(listener.accept().await.unwrap().0);
+        c
+    }
+
+    #[tokio::test]
+    async fn returns_the_latest_connection_and_expires_old_ones() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let pool = Pool::new(Duration::from_millis(50));
+        let mut held = Vec::new();
+        let a = pair(&l, &mut held).await;
+        let a_port = a.local_addr().unwrap().port();
+        pool.put(addr, a);
+        assert_eq!(pool.idle_count(addr), 1);
+        assert_eq!(pool.take(addr).unwrap().local_addr().unwrap().port(), a_port);
+        assert!(pool.take(addr).is_none());
+
+        pool.put(addr, pair(&l, &mut held).await);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(pool.take(addr).is_none(), "idle past the timeout");
+    }
+
+    #[tokio::test]
+    async fn keeps_a_bounded_number_per_address() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let pool = Pool::new(Duration::from_secs(60));
+        let mut held = Vec::new();
+        for _ in 0..MAX_IDLE_PER_ADDR + 3 {
+            pool.put(addr, pair(&l, &mut held).await);
+        }
+        assert_eq!(pool.idle_count(addr), MAX_IDLE_PER_ADDR);
+    }
+}
