@@ -165,10 +165,11 @@ impl Proxy {
 
     /// The registry's response head as the client sees it.
     fn client_head(&self, session: &Session, ctx: &RequestCtx, state: &ConnectorState, x: &Exchange) -> Vec<u8> {
-        let close = session.as_downstream().get_keepalive().is_none();
+        let keep = session.as_downstream().get_keepalive().is_some();
+        let connection = fastlane::connection_header(session.req_header().version, keep);
         let needs_view = x.head.header(&x.buf, "Location").is_some() || x.head.header(&x.buf, "Link").is_some();
         let Some(route) = ctx.route.as_ref().filter(|_| needs_view) else {
-            return x.head.client_head(&x.buf, close, |_, _| None);
+            return x.head.client_head(&x.buf, connection, |_, _| None);
         };
         let origin = client_origin(&self.settings, session.req_header());
         let view = ClientView {
@@ -179,7 +180,7 @@ impl Proxy {
             client_origin: &origin,
         };
         let tags = matches!(route.endpoint, Endpoint::Tags);
-        x.head.client_head(&x.buf, close, |name, value| {
+        x.head.client_head(&x.buf, connection, |name, value| {
             let value = std::str::from_utf8(value).ok()?;
             if name.eq_ignore_ascii_case("location") {
                 view.location(value)

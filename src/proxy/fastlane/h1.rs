@@ -184,12 +184,12 @@ impl ResponseHead {
 
     /// Serialises the head for the client: hop-by-hop headers and the challenge
     /// dropped, each remaining value passed through `map` (which returns a
-    /// replacement, or `None` to keep the value), `Connection: close` added
-    /// when the client connection will not be kept.
+    /// replacement, or `None` to keep the value), and `connection` (if any)
+    /// sent as the `Connection` header.
     pub fn client_head(
         &self,
         buf: &[u8],
-        close: bool,
+        connection: Option<&str>,
         mut map: impl FnMut(&str, &[u8]) -> Option<String>,
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len + 32);
@@ -216,8 +216,8 @@ impl ResponseHead {
                 None => put_header(&mut out, name, value),
             }
         }
-        if close {
-            out.extend_from_slice(b"Connection: close\r\n");
+        if let Some(c) = connection {
+            put_header(&mut out, "Connection", c.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
         out
@@ -313,7 +313,7 @@ mod tests {
         let raw = b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /x\r\nConnection: keep-alive\r\n\
                     WWW-Authenticate: Bearer realm=\"r\"\r\nContent-Length: 0\r\n\r\n";
         let h = head(raw, false);
-        let out = h.client_head(raw, true, |n, _| n.eq_ignore_ascii_case("location").then(|| "/y".to_string()));
+        let out = h.client_head(raw, Some("close"), |n, _| n.eq_ignore_ascii_case("location").then(|| "/y".to_string()));
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 307 Temporary Redirect\r\nLocation: /y\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -323,7 +323,7 @@ mod tests {
     #[test]
     fn client_head_fills_a_missing_reason() {
         let raw = b"HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n";
-        let out = head(raw, false).client_head(raw, false, |_, _| None);
+        let out = head(raw, false).client_head(raw, None, |_, _| None);
         assert!(out.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
     }
 }

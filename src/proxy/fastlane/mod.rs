@@ -224,12 +224,25 @@ fn upstream_error(etype: ErrorType, why: impl Into<String>) -> Box<Error> {
     Error::explain(etype, why.into()).into_up()
 }
 
-/// The client socket of an HTTP/1.1 plain-TCP session, if this request may
+/// `Connection` header for the client: HTTP/1.1 keeps by default, HTTP/1.0
+/// only when told (ApacheBench and old tools send 1.0 with keep-alive).
+pub fn connection_header(version: http::Version, keep: bool) -> Option<&'static str> {
+    match (version == http::Version::HTTP_10, keep) {
+        (_, false) => Some("close"),
+        (true, true) => Some("keep-alive"),
+        (false, true) => None,
+    }
+}
+
+/// The client socket of an HTTP/1.x plain-TCP session, if this request may
 /// use the fast lane: nothing else may then write to it until the response
 /// is complete.
 pub fn client_fd(session: &Session) -> Option<RawFd> {
     let ServerSession::H1(h1) = session.as_downstream() else { return None };
-    if h1.digest().ssl_digest.is_some() || session.req_header().version != http::Version::HTTP_11 {
+    let version = session.req_header().version;
+    if h1.digest().ssl_digest.is_some()
+        || (version != http::Version::HTTP_11 && version != http::Version::HTTP_10)
+    {
         return None;
     }
     let fd = h1.stream().id();
