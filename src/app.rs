@@ -106,7 +106,6 @@ pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
 
     let opt = Opt { upgrade: opts.upgrade, ..Opt::default() };
     let mut conf = ServerConf { threads: settings.threads, ..ServerConf::default() };
-    conf.work_stealing = std::env::var("OCI_WS").map(|v| v != "0").unwrap_or(true);
     // Pingora stops accepting at once on SIGTERM/SIGQUIT, then keeps the
     // process (and requests in flight) alive for `grace_period_seconds`; the
     // runtime shutdown after it cancels whatever still runs. [`Drain`] ends the

@@ -27,6 +27,8 @@ pub struct ConnectorState {
     pub http: reqwest::Client,
     /// Extra trusted CAs for the proxied connection, parsed once.
     pub tls_ca: Option<Arc<[WrappedX509]>>,
+    /// Recent upstream `Authorization` answers (the token cache's hot path).
+    pub auth_memo: crate::auth::AuthMemo,
 }
 
 impl std::fmt::Debug for ConnectorState {
@@ -80,7 +82,15 @@ impl Snapshot {
             let fingerprint = c.fingerprint();
             let label: Arc<str> = Arc::from(c.id.to_string());
             let cache_key: Arc<str> = Arc::from(format!("{label}\0{fingerprint}"));
-            let state = Arc::new(ConnectorState { fingerprint, label, cache_key, connector: c, http, tls_ca });
+            let state = Arc::new(ConnectorState {
+                fingerprint,
+                label,
+                cache_key,
+                connector: c,
+                http,
+                tls_ca,
+                auth_memo: Default::default(),
+            });
             for host in registry_hosts(&state.connector) {
                 // Connectors are sorted by id, so the first one wins deterministically.
                 by_host.entry(host).or_insert_with(|| state.clone());

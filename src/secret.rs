@@ -1,18 +1,20 @@
 //! A string that must never be printed: passwords, registry tokens, client tokens.
 
 use std::fmt;
+use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
 /// A secret value. `Debug` and `Display` print `<redacted>`; the value is only
 /// reachable through [`Secret::expose`], which makes every use greppable.
+/// Cloning shares the value (tokens are cloned into every request).
 #[derive(Clone, Default)]
-pub struct Secret(String);
+pub struct Secret(Arc<str>);
 
 impl Secret {
     /// Wraps a value.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(Arc::from(value.into()))
     }
 
     /// The value itself, for the one place that must send it.

@@ -5,15 +5,18 @@
 //! registry's auth scheme once (a `GET /v2/` probe, or any 401 it sees), caches
 //! tokens in moka keyed by (connector, credential fingerprint, realm, service,
 //! scope), and makes exactly one token request per key however many requests
-//! miss at once.
+//! miss at once. In front of moka, each connector's [`AuthMemo`] answers the
+//! common case (a warm token for a scope seen recently) with one read lock.
 
 pub mod challenge;
 pub mod client_token;
 pub mod scope;
 pub mod token_client;
 
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -136,8 +139,53 @@ struct TokenKey {
 #[derive(Debug)]
 struct CachedToken {
     header: Secret,
+    /// When it was obtained.
+    obtained: Instant,
     /// When the entry stops being handed out: before the token expires.
     refresh_after: Duration,
+}
+
+/// Entries an [`AuthMemo`] holds before it starts over.
+const MEMO_CAPACITY: usize = 4096;
+/// How long a memoised Basic or anonymous answer is reused before the scheme
+/// cache is consulted again.
+const MEMO_SCHEME_TTL: Duration = Duration::from_secs(60);
+
+/// One connector's recent answers, by scope. Entries end when the token they
+/// copy is due for refresh; any refusal by the registry clears them all.
+/// Lives in the connector's state, so a reload starts it afresh (the moka
+/// caches behind it survive reloads).
+#[derive(Debug, Default)]
+pub struct AuthMemo {
+    entries: RwLock<HashMap<String, (Authorization, Instant)>>,
+}
+
+impl AuthMemo {
+    fn get(&self, scope: &str, now: Instant) -> Option<Authorization> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let (a, until) = entries.get(scope)?;
+        (now < *until).then(|| Authorization { header: a.header.clone(), from_cache: true })
+    }
+
+    fn put(&self, scope: Cow<'_, str>, auth: &Authorization, until: Instant) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= MEMO_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(scope.into_owned(), (auth.clone(), until));
+    }
+
+    fn clear(&self) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// The memo key of a scope list: the scope itself when there is one.
+fn memo_key(scopes: &[String]) -> Cow<'_, str> {
+    match scopes {
+        [one] => Cow::Borrowed(one.as_str()),
+        many => Cow::Owned(many.join(" ")),
+    }
 }
 
 /// Refresh margin: a token is replaced when a quarter of its life (at most
@@ -199,6 +247,24 @@ impl UpstreamAuth {
         state: &ConnectorState,
         scopes: &[String],
     ) -> Result<Authorization, AuthError> {
+        let key = memo_key(scopes);
+        let now = Instant::now();
+        if let Some(hit) = state.auth_memo.get(&key, now) {
+            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit);
+        }
+        let (auth, until) = self.lookup(state, scopes).await?;
+        state.auth_memo.put(key, &auth, until.unwrap_or(now + MEMO_SCHEME_TTL));
+        Ok(auth)
+    }
+
+    /// The answer from the scheme and token caches (fetching on a miss), and
+    /// until when it may be memoised (`None`: the scheme TTL).
+    async fn lookup(
+        &self,
+        state: &ConnectorState,
+        scopes: &[String],
+    ) -> Result<(Authorization, Option<Instant>), AuthError> {
         let scheme = match self.schemes.get(&state.cache_key).await {
             Some(s) => s,
             None => self
@@ -208,9 +274,12 @@ impl UpstreamAuth {
                 .map_err(|e: Arc<AuthError>| (*e).clone())?,
         };
         match scheme {
-            Scheme::Anonymous => Ok(Authorization::default()),
-            Scheme::Basic => Ok(Authorization { header: basic_header(state), from_cache: true }),
-            Scheme::Bearer { realm, service } => self.bearer(state, realm, service, scopes).await,
+            Scheme::Anonymous => Ok((Authorization::default(), None)),
+            Scheme::Basic => Ok((Authorization { header: basic_header(state), from_cache: true }, None)),
+            Scheme::Bearer { realm, service } => {
+                let (auth, token) = self.bearer(state, realm, service, scopes).await?;
+                Ok((auth, Some(token.obtained + token.refresh_after)))
+            }
         }
     }
 
@@ -220,11 +289,11 @@ impl UpstreamAuth {
         realm: Arc<str>,
         service: Arc<str>,
         scopes: &[String],
-    ) -> Result<Authorization, AuthError> {
+    ) -> Result<(Authorization, Arc<CachedToken>), AuthError> {
         let key = TokenKey { connector: state.cache_key.clone(), realm, service, scope: scopes.join(" ") };
         if let Some(hit) = self.tokens.get(&key).await {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Authorization { header: Some(hit.header.clone()), from_cache: true });
+            return Ok((Authorization { header: Some(hit.header.clone()), from_cache: true }, hit));
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
         let fetch = async {
@@ -240,7 +309,8 @@ impl UpstreamAuth {
                 Ok(t) => {
                     self.stats.fetch_ok.fetch_add(1, Ordering::Relaxed);
                     let header = Secret::new(format!("Bearer {}", t.token.expose()));
-                    Ok(Arc::new(CachedToken { header, refresh_after: refresh_after(t.lifetime) }))
+                    let refresh_after = refresh_after(t.lifetime);
+                    Ok(Arc::new(CachedToken { header, obtained: Instant::now(), refresh_after }))
                 }
                 Err(e) => {
                     self.stats.fetch_failed.fetch_add(1, Ordering::Relaxed);
@@ -249,12 +319,13 @@ impl UpstreamAuth {
             }
         };
         let token = self.tokens.try_get_with(key.clone(), fetch).await.map_err(|e| (*e).clone())?;
-        Ok(Authorization { header: Some(token.header.clone()), from_cache: false })
+        Ok((Authorization { header: Some(token.header.clone()), from_cache: false }, token))
     }
 
     /// Records a challenge seen on a refused request and drops the token that
     /// was refused, so the retry fetches a fresh one.
     pub async fn refused(&self, state: &ConnectorState, challenge: Option<&Challenge>, scopes: &[String]) {
+        state.auth_memo.clear();
         let skey: &SchemeKey = &state.cache_key;
         if let Some(Scheme::Bearer { realm, service }) = self.schemes.get(skey).await {
             let key = TokenKey { connector: skey.clone(), realm, service, scope: scopes.join(" ") };

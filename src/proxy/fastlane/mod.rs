@@ -24,7 +24,8 @@ use std::time::Duration;
 use pingora_core::protocols::http::ServerSession;
 use pingora_error::{Error, ErrorType};
 use pingora_proxy::Session;
-use tokio::io::AsyncWriteExt;
+use pingora_timeout::fast_timeout::fast_timeout;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::UpstreamSettings;
@@ -137,7 +138,7 @@ impl FastLane {
         }
         let mut buf = Vec::with_capacity(HEAD_READ);
         loop {
-            let n = self.read_some(&stream, &mut buf).await.map_err(|e| {
+            let n = self.read_some(&mut stream, &mut buf).await.map_err(|e| {
                 if buf.is_empty() && e.etype() != &ErrorType::ReadTimedout {
                     Attempt::Stale
                 } else {
@@ -166,22 +167,19 @@ impl FastLane {
     }
 
     /// Appends one read to `buf`; `Ok(0)` at end of stream.
-    async fn read_some(&self, stream: &TcpStream, buf: &mut Vec<u8>) -> Result<usize, Box<Error>> {
-        loop {
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(HEAD_READ);
-            }
-            match stream.try_read_buf(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    match tokio::time::timeout(self.timeouts.read_timeout, stream.readable()).await {
-                        Err(_) => return Err(upstream_error(ErrorType::ReadTimedout, "registry did not answer")),
-                        Ok(Err(e)) => return Err(Error::because(ErrorType::ReadError, "reading", e).into_up()),
-                        Ok(Ok(())) => {}
-                    }
-                }
-                Err(e) => return Err(Error::because(ErrorType::ReadError, "reading", e).into_up()),
-            }
+    ///
+    /// `read_buf` (not `try_read`): tokio forgets the socket's readiness after
+    /// a short read, so the next exchange waits for the reactor instead of
+    /// spending a system call on `EAGAIN`. Pingora's timer wheel makes the
+    /// timeout nearly free when the read completes at once.
+    async fn read_some(&self, stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, Box<Error>> {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(HEAD_READ);
+        }
+        match fast_timeout(self.timeouts.read_timeout, stream.read_buf(buf)).await {
+            Err(_) => Err(upstream_error(ErrorType::ReadTimedout, "registry did not answer")),
+            Ok(Err(e)) => Err(Error::because(ErrorType::ReadError, "reading", e).into_up()),
+            Ok(Ok(n)) => Ok(n),
         }
     }
 
@@ -190,7 +188,7 @@ impl FastLane {
         let want = x.head.len + len as usize;
         x.buf.reserve(want.saturating_sub(x.buf.len()));
         while x.buf.len() < want {
-            if self.read_some(&x.stream, &mut x.buf).await? == 0 {
+            if self.read_some(&mut x.stream, &mut x.buf).await? == 0 {
                 return Err(upstream_error(ErrorType::ConnectionClosed, "registry closed mid-body"));
             }
         }
