@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-request work oci-connector does besides moving bytes:
 //! routing, challenge parsing, the warm token-cache lookup, client token
-//! verification and `Location`/`Link` rewriting.
+//! verification, `Location`/`Link` rewriting, and the fast lane's HTTP/1.1
+//! heads (upstream request written, registry response parsed and re-serialised).
 //!
 //! `cargo bench --bench hot_path` measures; `cargo test --benches` (what CI runs)
 //! executes every benchmark body once, untimed, as a smoke test. The token-cache
@@ -30,6 +31,7 @@ use oci_connector::config::{
     UpstreamSettings,
 };
 use oci_connector::proxy::client_auth;
+use oci_connector::proxy::fastlane::h1;
 use oci_connector::proxy::rewrite::{upstream_repository, ClientView};
 use oci_connector::registry::{shared_http_client, Snapshot};
 use oci_connector::routing::{self, RouterConfig};
@@ -319,9 +321,47 @@ fn bench_rewrite(c: &mut Criterion) {
     g.finish();
 }
 
+// ---------------------------------------------------------------- fast-lane heads
+
+fn bench_fastlane_heads(c: &mut Criterion) {
+    let client_headers: Vec<(&str, &[u8])> = vec![
+        ("host", b"127.0.0.1:5000"),
+        ("user-agent", b"containerd/1.7.24"),
+        ("accept", b"application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"),
+        ("authorization", b"Bearer ocit1.k1.eyJzdWIiOiJjaSJ9.c2ln"),
+        ("connection", b"keep-alive"),
+    ];
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sat, 28 Nov 2026 18:47:54 GMT\r\n\
+         Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 400\r\n\
+         Docker-Content-Digest: {DIGEST}\r\nDocker-Distribution-API-Version: registry/2.0\r\n\
+         ETag: \"{DIGEST}\"\r\nConnection: keep-alive\r\n\r\n"
+    );
+    let raw = response.as_bytes();
+    let h1::Parsed::Head(head) = h1::parse_response(raw, false).unwrap() else { panic!("partial") };
+    assert_eq!(head.framing, h1::Framing::Length(400));
+
+    let mut g = c.benchmark_group("fastlane");
+    g.bench_function("request_head", |b| {
+        b.iter(|| {
+            h1::request_head(
+                "GET",
+                black_box("/v2/library/alpine/manifests/3.19"),
+                "registry.example",
+                Some("Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib3QifQ.c2lnbmF0dXJl"),
+                client_headers.iter().copied(),
+            )
+        })
+    });
+    g.bench_function("parse_response", |b| b.iter(|| h1::parse_response(black_box(raw), false)));
+    g.bench_function("client_head", |b| b.iter(|| head.client_head(black_box(raw), None, |_, _| None)));
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = bench_routing, bench_challenge, bench_token_cache, bench_client_token, bench_rewrite
+    targets = bench_routing, bench_challenge, bench_token_cache, bench_client_token, bench_rewrite,
+        bench_fastlane_heads
 }
 criterion_main!(benches);

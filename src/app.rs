@@ -17,8 +17,8 @@ use crate::status::{Prober, StatusBoard, PROBE_INTERVAL};
 
 use crate::auth::UpstreamAuth;
 use crate::config::{self, ClientAuthMode, Config, Settings};
-use crate::proxy::peer::Resolver;
 use crate::proxy::fastlane::FastLane;
+use crate::proxy::peer::Resolver;
 use crate::proxy::Proxy;
 use crate::registry::{self, Registry, Snapshot};
 

@@ -164,10 +164,17 @@ impl Proxy {
     }
 
     /// The registry's response head as the client sees it.
-    fn client_head(&self, session: &Session, ctx: &RequestCtx, state: &ConnectorState, x: &Exchange) -> Vec<u8> {
+    fn client_head(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        state: &ConnectorState,
+        x: &Exchange,
+    ) -> Vec<u8> {
         let keep = session.as_downstream().get_keepalive().is_some();
         let connection = fastlane::connection_header(session.req_header().version, keep);
-        let needs_view = x.head.header(&x.buf, "Location").is_some() || x.head.header(&x.buf, "Link").is_some();
+        let needs_view =
+            x.head.header(&x.buf, "Location").is_some() || x.head.header(&x.buf, "Link").is_some();
         let Some(route) = ctx.route.as_ref().filter(|_| needs_view) else {
             return x.head.client_head(&x.buf, connection, |_, _| None);
         };

@@ -112,6 +112,11 @@ impl RequestCtx {
 impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
 
+    /// No downstream modules: Pingora's default adds a (disabled) compression
+    /// module that still runs on every request. Registry content is addressed
+    /// by digest and must reach clients byte for byte, so it is never wanted.
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
@@ -381,8 +386,7 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let req = session.req_header();
-        let status =
-            session.response_written().map(|r| r.status.as_u16()).or(ctx.status).unwrap_or(0);
+        let status = session.response_written().map(|r| r.status.as_u16()).or(ctx.status).unwrap_or(0);
         let duration = ctx.started.elapsed();
         let endpoint = match &ctx.route {
             Some(r) => r.endpoint.kind(),
@@ -390,7 +394,11 @@ impl ProxyHttp for Proxy {
             None => "none",
         };
         self.metrics.record_request(&RequestRecord {
-            connector: ctx.connector.as_ref().map(|c| c.label.clone()).unwrap_or_else(|| Arc::from(NO_CONNECTOR)),
+            connector: ctx
+                .connector
+                .as_ref()
+                .map(|c| c.label.clone())
+                .unwrap_or_else(|| Arc::from(NO_CONNECTOR)),
             method: &req.method,
             endpoint,
             status,

@@ -273,7 +273,10 @@ mod tests {
     #[test]
     fn head_requests_and_bodiless_statuses_have_no_body() {
         assert_eq!(head(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true).framing, Framing::Empty);
-        assert_eq!(head(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false).framing, Framing::Empty);
+        assert_eq!(
+            head(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", false).framing,
+            Framing::Empty
+        );
         assert_eq!(head(b"HTTP/1.1 204 No Content\r\n\r\n", false).framing, Framing::Empty);
     }
 
@@ -286,9 +289,13 @@ mod tests {
 
     #[test]
     fn connection_close_and_http10_end_reuse() {
-        assert!(!head(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false).keep_alive);
+        assert!(
+            !head(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false).keep_alive
+        );
         assert!(!head(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false).keep_alive);
-        assert!(head(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n", false).keep_alive);
+        assert!(
+            head(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n", false).keep_alive
+        );
     }
 
     #[test]
@@ -313,7 +320,9 @@ mod tests {
         let raw = b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /x\r\nConnection: keep-alive\r\n\
                     WWW-Authenticate: Bearer realm=\"r\"\r\nContent-Length: 0\r\n\r\n";
         let h = head(raw, false);
-        let out = h.client_head(raw, Some("close"), |n, _| n.eq_ignore_ascii_case("location").then(|| "/y".to_string()));
+        let out = h.client_head(raw, Some("close"), |n, _| {
+            n.eq_ignore_ascii_case("location").then(|| "/y".to_string())
+        });
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 307 Temporary Redirect\r\nLocation: /y\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"

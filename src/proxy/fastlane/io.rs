@@ -139,8 +139,13 @@ impl Pipe {
     }
 }
 
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    let flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MORE;
+/// `more` tells TCP that more data follows (like `MSG_MORE`); it must be off
+/// for the last bytes of a body, or the final segment may wait to be sent.
+fn splice(from: RawFd, to: RawFd, len: usize, more: bool) -> io::Result<usize> {
+    let mut flags = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
+    if more {
+        flags |= libc::SPLICE_F_MORE;
+    }
     // SAFETY: splice between descriptors we hold; null offsets (sockets, pipes).
     let r = unsafe { libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), len, flags) };
     if r < 0 {
@@ -200,7 +205,7 @@ async fn splice_body(
     while to_read > 0 || in_pipe > 0 {
         if to_read > 0 && in_pipe < pipe.capacity {
             let want = (pipe.capacity - in_pipe).min(SPLICE_CHUNK).min(to_read as usize);
-            match upstream.try_io(Interest::READABLE, || splice(up, pipe_w, want)) {
+            match upstream.try_io(Interest::READABLE, || splice(up, pipe_w, want, false)) {
                 Ok(0) => {
                     let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "registry closed mid-body");
                     return Err(SpliceError::Copy(CopyError::Upstream(eof)));
@@ -223,8 +228,9 @@ async fn splice_body(
             }
         }
         if in_pipe > 0 {
+            let more = to_read > 0;
             let n = client
-                .io(|fd| splice(pipe_r, fd, in_pipe))
+                .io(|fd| splice(pipe_r, fd, in_pipe, more))
                 .await
                 .map_err(|e| SpliceError::Copy(CopyError::Client(e)))?;
             in_pipe -= n;
@@ -236,7 +242,9 @@ async fn splice_body(
 async fn wait_readable(upstream: &TcpStream, timeout: Duration) -> Result<(), CopyError> {
     match tokio::time::timeout(timeout, upstream.readable()).await {
         Ok(r) => r.map_err(CopyError::Upstream),
-        Err(_) => Err(CopyError::Upstream(io::Error::new(io::ErrorKind::TimedOut, "registry stalled mid-body"))),
+        Err(_) => {
+            Err(CopyError::Upstream(io::Error::new(io::ErrorKind::TimedOut, "registry stalled mid-body")))
+        }
     }
 }
 
@@ -315,7 +323,10 @@ mod tests {
         drop(reg_server);
         let mut client = Client::new(proxy_side.as_raw_fd(), Duration::from_secs(5));
         let err = copy_body(&reg_client, &mut client, 5000, Duration::from_secs(5)).await.unwrap_err();
-        assert!(matches!(err, CopyError::Upstream(ref e) if e.kind() == io::ErrorKind::UnexpectedEof), "{err}");
+        assert!(
+            matches!(err, CopyError::Upstream(ref e) if e.kind() == io::ErrorKind::UnexpectedEof),
+            "{err}"
+        );
     }
 
     #[tokio::test]

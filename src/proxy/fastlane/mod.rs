@@ -111,7 +111,8 @@ impl FastLane {
     }
 
     async fn connect(&self, addr: SocketAddr) -> Result<TcpStream, Box<Error>> {
-        let stream = match tokio::time::timeout(self.timeouts.connect_timeout, TcpStream::connect(addr)).await {
+        let stream = match tokio::time::timeout(self.timeouts.connect_timeout, TcpStream::connect(addr)).await
+        {
             Err(_) => return Err(Error::explain(ErrorType::ConnectTimedout, "connect timed out")),
             Ok(Err(e)) => {
                 let etype = match e.kind() {
@@ -250,8 +251,5 @@ pub fn client_fd(session: &Session) -> Option<RawFd> {
 /// Whether the client request has a body (the fast lane takes none).
 pub fn has_body(req: &pingora_http::RequestHeader) -> bool {
     req.headers.contains_key(http::header::TRANSFER_ENCODING)
-        || req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
+        || req.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
 }
