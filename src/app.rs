@@ -17,7 +17,7 @@ use crate::status::{Prober, StatusBoard, PROBE_INTERVAL};
 
 use crate::auth::UpstreamAuth;
 use crate::config::{self, ClientAuthMode, Config, Settings};
-use crate::proxy::fastlane::FastLane;
+use crate::proxy::fastlane::{FastLane, PoolSweeper};
 use crate::proxy::peer::Resolver;
 use crate::proxy::Proxy;
 use crate::registry::{self, Registry, Snapshot};
@@ -94,6 +94,7 @@ pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let auth = Arc::new(UpstreamAuth::new());
     let metrics = Arc::new(Metrics::new());
     let status = Arc::new(StatusBoard::new(1));
+    let fastlane = Arc::new(FastLane::new(settings.upstream.clone()));
     let proxy = Proxy {
         client_keys,
         registry: registry.clone(),
@@ -101,7 +102,7 @@ pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         settings: settings.clone(),
         resolver: Arc::new(Resolver::default()),
         metrics: metrics.clone(),
-        fastlane: Arc::new(FastLane::new(settings.upstream.clone())),
+        fastlane: fastlane.clone(),
     };
 
     let opt = Opt { upgrade: opts.upgrade, ..Opt::default() };
@@ -144,6 +145,7 @@ pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         "connector status",
         Prober { registry, board: status, listen: settings.listen, interval: PROBE_INTERVAL },
     ));
+    server.add_service(background_service("upstream pool sweep", PoolSweeper(fastlane)));
     server.add_service(background_service("drain", Drain { metrics }));
     server.run_forever()
 }

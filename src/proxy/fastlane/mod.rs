@@ -19,9 +19,12 @@ pub mod pool;
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
+use std::sync::Arc;
 use std::time::Duration;
 
 use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
 use pingora_error::{Error, ErrorType};
 use pingora_proxy::Session;
 use pingora_timeout::fast_timeout::fast_timeout;
@@ -209,6 +212,22 @@ impl FastLane {
         let exact = body_read == expected && buffered <= expected;
         if x.head.keep_alive && exact {
             self.pool.put(x.addr, x.stream);
+        }
+    }
+}
+
+/// Closes idle pooled connections past their timeout, every few seconds.
+pub struct PoolSweeper(pub Arc<FastLane>);
+
+#[async_trait::async_trait]
+impl BackgroundService for PoolSweeper {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let period = (self.0.timeouts.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(period) => self.0.pool.sweep(),
+                _ = shutdown.changed() => return,
+            }
         }
     }
 }

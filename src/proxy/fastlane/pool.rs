@@ -54,6 +54,16 @@ impl Pool {
         list.push(Idle { stream, since: Instant::now() });
     }
 
+    /// Closes every connection idle for longer than the timeout, so a registry
+    /// that is no longer used does not keep descriptors open.
+    pub fn sweep(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|_, list| {
+            list.retain(|c| c.since.elapsed() < self.idle_timeout);
+            !list.is_empty()
+        });
+    }
+
     /// Idle connections to `addr` (tests and metrics).
     pub fn idle_count(&self, addr: SocketAddr) -> usize {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).get(&addr).map_or(0, Vec::len)
@@ -87,6 +97,12 @@ mod tests {
         pool.put(addr, pair(&l, &mut held).await);
         tokio::time::sleep(Duration::from_millis(80)).await;
         assert!(pool.take(addr).is_none(), "idle past the timeout");
+
+        pool.put(addr, pair(&l, &mut held).await);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        pool.put(addr, pair(&l, &mut held).await);
+        pool.sweep();
+        assert_eq!(pool.idle_count(addr), 1, "only the fresh one survives a sweep");
     }
 
     #[tokio::test]
