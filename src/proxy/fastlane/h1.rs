@@ -226,6 +226,8 @@ impl ResponseHead {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn head(raw: &[u8], head_request: bool) -> ResponseHead {

@@ -222,7 +222,8 @@ pub struct PoolSweeper(pub Arc<FastLane>);
 #[async_trait::async_trait]
 impl BackgroundService for PoolSweeper {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let period = (self.0.timeouts.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
+        let period =
+            (self.0.timeouts.idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(15));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => self.0.pool.sweep(),

@@ -72,6 +72,8 @@ impl Pool {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     /// A connected client socket; the accepted end is kept open in `held`.
