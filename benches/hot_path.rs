@@ -354,7 +354,9 @@ fn bench_fastlane_heads(c: &mut Criterion) {
         })
     });
     g.bench_function("parse_response", |b| b.iter(|| h1::parse_response(black_box(raw), false)));
-    g.bench_function("client_head", |b| b.iter(|| head.client_head(black_box(raw), None, |_, _| None)));
+    g.bench_function("client_head", |b| {
+        b.iter(|| head.client_head(black_box(raw), None, false, |_, _| None))
+    });
     g.finish();
 }
 

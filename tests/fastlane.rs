@@ -502,6 +502,56 @@ async fn a_chunked_response_is_served_whole() {
         assert_eq!(status, StatusCode::OK, "request {i}: {}", proxy.log());
         assert_eq!(body, MANIFEST, "request {i}");
     }
+    // Relayed by the fast lane itself: one registry request per client request,
+    // and the connection, read to the end of the last chunk, is reused.
+    assert_eq!(upstream.api_requests().len(), 2, "{:?}", upstream.api_requests());
+    assert_eq!(upstream.api_connections(), 1);
+}
+
+/// An HTTP/1.0 client cannot take chunked encoding: it gets the plain data,
+/// no `Transfer-Encoding`, and the end of the connection ends the body.
+#[tokio::test(flavor = "multi_thread")]
+async fn http10_clients_get_chunked_answers_dechunked() {
+    let upstream = RawUpstream::start(Arc::new(|_| Reply::keep(chunked_manifest_reply()))).await;
+    let proxy = proxy_for(&upstream, "").await;
+    let path = api_path("app/manifests/v1");
+    let mut stream = TcpStream::connect(proxy.addr()).await.expect("connect");
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {}\r\nConnection: keep-alive\r\n\r\n", proxy.addr());
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut raw = Vec::new();
+    within("response to EOF", stream.read_to_end(&mut raw)).await.expect("read");
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let lower = head.to_ascii_lowercase();
+    assert!(!lower.contains("transfer-encoding"), "{head}");
+    assert!(!lower.contains("content-length"), "{head}");
+    assert!(lower.contains("connection: close"), "{head}");
+    assert_eq!(body.as_bytes(), MANIFEST);
+    assert_eq!(upstream.api_requests().len(), 1);
+}
+
+/// A body without length or chunking ends when the registry closes; the
+/// client gets all of it and a closed connection, and the registry's
+/// connection is not pooled.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unframed_body_is_relayed_until_the_registry_closes() {
+    let blob = random_bytes(600 * 1024, 7);
+    let sent = blob.clone();
+    let upstream = RawUpstream::start(Arc::new(move |_| {
+        let mut bytes = b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+        bytes.extend_from_slice(&sent);
+        Reply { bytes, after: After::Close }
+    }))
+    .await;
+    let proxy = proxy_for(&upstream, "").await;
+    let client = common::http_client();
+    for i in 0..2 {
+        let (status, body) = get(&client, &api_url(&proxy, "app/blobs/sha256:00")).await;
+        assert_eq!(status, StatusCode::OK, "request {i}: {}", proxy.log());
+        assert!(body == blob, "request {i}: {} bytes differ from the {} sent", body.len(), blob.len());
+    }
+    assert_eq!(upstream.api_connections(), 2, "an unframed answer's connection is never reused");
 }
 
 /// HTTP/1.0 clients that ask for keep-alive keep their connection, and are
@@ -532,8 +582,7 @@ async fn http10_keep_alive_clients_keep_their_connection() {
 }
 
 /// With `fastLane: false` the general path serves the same requests, and each
-/// reaches the registry once (the fast lane would ask twice for a chunked
-/// answer: once itself, once more when handing it to the general path).
+/// reaches the registry once.
 #[tokio::test(flavor = "multi_thread")]
 async fn fast_lane_off_serves_through_the_general_path() {
     let blob = random_bytes(512 * 1024, 7);

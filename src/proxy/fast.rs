@@ -1,6 +1,8 @@
 //! One GET or HEAD served on the fast lane: the same decisions as the general
 //! path (token refresh on an unexpected 401, OCI errors naming the connector,
 //! redirects, `Location`/`Link` rewriting), made on our own HTTP/1.1 exchange.
+//! Bodies go out as the registry framed them: by length (spliced when large),
+//! chunked (relayed verbatim, or de-chunked for HTTP/1.0 clients), or until close.
 
 use std::os::fd::RawFd;
 use std::time::Instant;
@@ -9,7 +11,7 @@ use pingora_error::{Error, Result};
 use pingora_proxy::Session;
 
 use super::fastlane::h1::{self, Framing};
-use super::fastlane::{self, CopyError, Exchange};
+use super::fastlane::{self, CopyError, Exchange, Relayed};
 use super::rewrite::ClientView;
 use super::{client_origin, errors, is_redirect, Proxy, RequestCtx};
 use crate::auth;
@@ -22,7 +24,7 @@ pub(super) enum Handoff {
     /// The response was written (or the client is gone): the request is over.
     Done,
     /// Nothing was written: Pingora's general path serves the request
-    /// (a redirect to follow, a body framing the lane does not stream).
+    /// (a redirect to follow).
     General,
 }
 
@@ -97,34 +99,55 @@ impl Proxy {
                 return Ok(Handoff::General);
             }
         }
-        let length = match x.head.framing {
-            Framing::Other => return Ok(Handoff::General),
-            Framing::Empty => 0,
-            Framing::Length(n) => n,
-        };
-        if length > 0 && length <= fastlane::SMALL_BODY {
-            // Read it whole: a registry failing mid-body still gets a clean 502.
-            if let Err(e) = self.fastlane.read_body(&mut x, length).await {
-                return self.fail_fast(session, ctx, &e).await;
+        let framing = x.head.framing;
+        if let Framing::Length(n) = framing {
+            if n > 0 && n <= fastlane::SMALL_BODY {
+                // Read it whole: a registry failing mid-body still gets a clean 502.
+                if let Err(e) = self.fastlane.read_body(&mut x, n).await {
+                    return self.fail_fast(session, ctx, &e).await;
+                }
             }
         }
-        let head = self.client_head(session, ctx, state, &x);
+        // An HTTP/1.0 client cannot take chunks (RFC 9112 6.1): it gets the data
+        // and the end of the body is the end of the connection, as for an
+        // unframed body.
+        let http10 = session.req_header().version == http::Version::HTTP_10;
+        let dechunk = http10 && framing == Framing::Chunked;
+        if dechunk || framing == Framing::UntilClose {
+            session.set_keepalive(None);
+        }
+        let head = self.client_head(session, ctx, state, &x, dechunk);
         ctx.status = Some(status);
         let mut client = fastlane::Client::new(fd, self.fastlane.io_timeout());
-        let prefix_len = x.body_prefix().len().min(length as usize);
-        let written = client.write_all(&[&head, &x.body_prefix()[..prefix_len]]).await;
-        let result = match written {
-            Err(e) => Err(CopyError::Client(e)),
-            Ok(()) if (prefix_len as u64) < length => {
-                let rest = length - prefix_len as u64;
-                fastlane::copy_body(x.stream(), &mut client, rest, self.fastlane.io_timeout()).await
+        let result = match framing {
+            Framing::Empty | Framing::Length(_) => {
+                let length = if let Framing::Length(n) = framing { n } else { 0 };
+                let prefix_len = x.body_prefix().len().min(length as usize);
+                let clean = x.body_prefix().len() as u64 <= length;
+                match client.write_all(&[&head, &x.body_prefix()[..prefix_len]]).await {
+                    Err(e) => Err(CopyError::Client(e)),
+                    Ok(()) if (prefix_len as u64) < length => {
+                        let rest = length - prefix_len as u64;
+                        let timeout = self.fastlane.io_timeout();
+                        fastlane::copy_body(x.stream(), &mut client, rest, timeout)
+                            .await
+                            .map(|()| Relayed { bytes: length, clean })
+                    }
+                    Ok(()) => Ok(Relayed { bytes: length, clean }),
+                }
             }
-            Ok(()) => Ok(()),
+            Framing::Chunked | Framing::UntilClose => match client.write_all(&[&head]).await {
+                Err(e) => Err(CopyError::Client(e)),
+                Ok(()) if framing == Framing::Chunked => {
+                    self.fastlane.relay_chunked(&mut x, &mut client, dechunk).await
+                }
+                Ok(()) => self.fastlane.relay_until_close(&mut x, &mut client).await,
+            },
         };
         match result {
-            Ok(()) => {
-                ctx.bytes_out = length;
-                self.fastlane.release(x, length);
+            Ok(relayed) => {
+                ctx.bytes_out = relayed.bytes;
+                self.fastlane.release(x, relayed.clean);
             }
             Err(e) => {
                 // The head is out: the only honest end is closing the client
@@ -170,13 +193,14 @@ impl Proxy {
         ctx: &RequestCtx,
         state: &ConnectorState,
         x: &Exchange,
+        dechunk: bool,
     ) -> Vec<u8> {
         let keep = session.as_downstream().get_keepalive().is_some();
         let connection = fastlane::connection_header(session.req_header().version, keep);
         let needs_view =
             x.head.header(&x.buf, "Location").is_some() || x.head.header(&x.buf, "Link").is_some();
         let Some(route) = ctx.route.as_ref().filter(|_| needs_view) else {
-            return x.head.client_head(&x.buf, connection, |_, _| None);
+            return x.head.client_head(&x.buf, connection, dechunk, |_, _| None);
         };
         let origin = client_origin(&self.settings, session.req_header());
         let view = ClientView {
@@ -187,7 +211,7 @@ impl Proxy {
             client_origin: &origin,
         };
         let tags = matches!(route.endpoint, Endpoint::Tags);
-        x.head.client_head(&x.buf, connection, |name, value| {
+        x.head.client_head(&x.buf, connection, dechunk, |name, value| {
             let value = std::str::from_utf8(value).ok()?;
             if name.eq_ignore_ascii_case("location") {
                 view.location(value)

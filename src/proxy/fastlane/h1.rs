@@ -72,8 +72,10 @@ pub enum Framing {
     Empty,
     /// Exactly this many bytes.
     Length(u64),
-    /// Chunked or read-until-close: left to Pingora's general path.
-    Other,
+    /// `Transfer-Encoding: chunked`: ends with the zero-size chunk.
+    Chunked,
+    /// Neither length nor chunking: the body ends when the registry closes.
+    UntilClose,
 }
 
 /// A parsed registry response head. Header names and values are ranges into
@@ -138,21 +140,23 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, HeadErro
     };
     let reason = resp.reason.map(|r| range(r.as_bytes())).unwrap_or(0..0);
     let mut headers = Vec::with_capacity(resp.headers.len());
-    let mut length: Option<u64> = None;
+    let mut length: Result<Option<u64>, HeadError> = Ok(None);
     let mut chunked = false;
+    let mut saw_te = false;
     let mut keep_alive = !http10;
     for h in resp.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or(HeadError::BadLength)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(HeadError::BadLength);
-            }
-            length = Some(n);
+            let n = std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok());
+            length = match (length, n) {
+                (Ok(None), Some(n)) => Ok(Some(n)),
+                (Ok(Some(l)), Some(n)) if l == n => Ok(Some(n)),
+                _ => Err(HeadError::BadLength),
+            };
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = true;
+            // Only a final `chunked` coding frames the body (RFC 9112 6.3).
+            let v = String::from_utf8_lossy(h.value);
+            chunked = v.rsplit(',').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
+            saw_te = true;
         } else if h.name.eq_ignore_ascii_case("connection") {
             let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
             if v.split(',').any(|t| t.trim() == "close") {
@@ -163,12 +167,14 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, HeadErro
         }
         headers.push((range(h.name.as_bytes()), range(h.value)));
     }
+    // Transfer-Encoding overrides Content-Length, even an invalid one.
+    let length = if saw_te { None } else { length? };
     let bodiless = head_request || status == 204 || status == 304 || (100..200).contains(&status);
     let framing = match (bodiless, chunked, length) {
         (true, _, _) => Framing::Empty,
-        (false, true, _) => Framing::Other,
+        (false, true, _) => Framing::Chunked,
         (false, false, Some(n)) => Framing::Length(n),
-        (false, false, None) => Framing::Other,
+        (false, false, None) => Framing::UntilClose,
     };
     Ok(Parsed::Head(ResponseHead { status, reason, headers, len, framing, keep_alive }))
 }
@@ -185,13 +191,17 @@ impl ResponseHead {
     /// Serialises the head for the client: hop-by-hop headers and the challenge
     /// dropped, each remaining value passed through `map` (which returns a
     /// replacement, or `None` to keep the value), and `connection` (if any)
-    /// sent as the `Connection` header.
+    /// sent as the `Connection` header. `Content-Length` goes when the body is
+    /// not length-framed; `Transfer-Encoding` too when `dechunk` (the body is
+    /// sent de-chunked to an HTTP/1.0 client, delimited by closing).
     pub fn client_head(
         &self,
         buf: &[u8],
         connection: Option<&str>,
+        dechunk: bool,
         mut map: impl FnMut(&str, &[u8]) -> Option<String>,
     ) -> Vec<u8> {
+        let drop_length = matches!(self.framing, Framing::Chunked | Framing::UntilClose);
         let mut out = Vec::with_capacity(self.len + 32);
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(self.status.to_string().as_bytes());
@@ -206,7 +216,10 @@ impl ResponseHead {
         out.extend_from_slice(b"\r\n");
         for (n, v) in &self.headers {
             let name = &buf[n.clone()];
-            if DROP_RESPONSE.iter().any(|d| name.eq_ignore_ascii_case(d.as_bytes())) {
+            if DROP_RESPONSE.iter().any(|d| name.eq_ignore_ascii_case(d.as_bytes()))
+                || (drop_length && name.eq_ignore_ascii_case(b"content-length"))
+                || (dechunk && name.eq_ignore_ascii_case(b"transfer-encoding"))
+            {
                 continue;
             }
             let name = std::str::from_utf8(name).unwrap_or_default();
@@ -221,6 +234,105 @@ impl ResponseHead {
         }
         out.extend_from_slice(b"\r\n");
         out
+    }
+}
+
+/// Finds the data and the end of a chunked body while it is relayed, without
+/// buffering it: fed the bytes as they arrive, it reports the data spans and
+/// where the body (last chunk and trailers included) ends.
+#[derive(Debug, Default)]
+pub struct ChunkScanner {
+    state: ChunkState,
+    size: u64,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// In the hex size.
+    #[default]
+    Size,
+    /// In a chunk extension, up to the line end.
+    Extension,
+    /// Saw CR after the size line.
+    SizeLf,
+    /// In chunk data, `size` bytes left.
+    Data,
+    /// Expecting the CR after chunk data.
+    DataCr,
+    /// Expecting the LF after chunk data.
+    DataLf,
+    /// At the start of a trailer line (or of the final empty line).
+    TrailerStart,
+    /// Inside a trailer line.
+    Trailer,
+    /// Saw CR of the final empty line.
+    FinalLf,
+    /// The body is complete.
+    Done,
+}
+
+impl ChunkScanner {
+    /// Scans `input`, calling `data` with every span of chunk data. Returns
+    /// `Some(n)` when the body ends after the first `n` bytes of `input`.
+    pub fn feed(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> Result<Option<usize>, HeadError> {
+        use ChunkState::*;
+        let bad = || HeadError::Malformed("invalid chunked body".into());
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                Size => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        let digit = (b as char).to_digit(16).unwrap_or(0) as u64;
+                        if self.size >> 56 != 0 {
+                            return Err(bad());
+                        }
+                        self.size = self.size * 16 + digit;
+                    }
+                    b';' | b' ' | b'\t' => self.state = Extension,
+                    b'\r' => self.state = SizeLf,
+                    b'\n' => self.after_size(),
+                    _ => return Err(bad()),
+                },
+                Extension => match b {
+                    b'\r' => self.state = SizeLf,
+                    b'\n' => self.after_size(),
+                    _ => {}
+                },
+                SizeLf if b == b'\n' => self.after_size(),
+                Data => {
+                    let n = (input.len() - i).min(self.size as usize);
+                    data(&input[i..i + n]);
+                    self.size -= n as u64;
+                    i += n;
+                    if self.size == 0 {
+                        self.state = DataCr;
+                    }
+                    continue;
+                }
+                DataCr if b == b'\r' => self.state = DataLf,
+                DataCr | DataLf if b == b'\n' => self.state = Size,
+                TrailerStart => match b {
+                    b'\r' => self.state = FinalLf,
+                    b'\n' => self.state = Done,
+                    _ => self.state = Trailer,
+                },
+                Trailer if b == b'\n' => self.state = TrailerStart,
+                Trailer => {}
+                FinalLf if b == b'\n' => self.state = Done,
+                Done => return Ok(Some(i)),
+                SizeLf | DataCr | DataLf | FinalLf => return Err(bad()),
+            }
+            i += 1;
+            if self.state == Done {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    fn after_size(&mut self) {
+        self.state = if self.size == 0 { ChunkState::TrailerStart } else { ChunkState::Data };
     }
 }
 
@@ -283,10 +395,66 @@ mod tests {
     }
 
     #[test]
-    fn chunked_and_unframed_bodies_are_left_to_the_general_path() {
+    fn chunked_and_unframed_bodies() {
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
-        assert_eq!(head(chunked, false).framing, Framing::Other);
-        assert_eq!(head(b"HTTP/1.1 200 OK\r\n\r\n", false).framing, Framing::Other);
+        assert_eq!(head(chunked, false).framing, Framing::Chunked);
+        let length_first = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(head(length_first, false).framing, Framing::Chunked);
+        let gzip_only = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 3\r\n\r\n";
+        assert_eq!(head(gzip_only, false).framing, Framing::UntilClose);
+        assert_eq!(head(b"HTTP/1.1 200 OK\r\n\r\n", false).framing, Framing::UntilClose);
+    }
+
+    #[test]
+    fn client_head_drops_the_length_of_unframed_bodies_and_dechunks_for_http10() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\nX: y\r\n\r\n";
+        let h = head(raw, false);
+        let kept = h.client_head(raw, None, false, |_, _| None);
+        assert_eq!(kept, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX: y\r\n\r\n");
+        let dechunked = h.client_head(raw, Some("close"), true, |_, _| None);
+        assert_eq!(dechunked, b"HTTP/1.1 200 OK\r\nX: y\r\nConnection: close\r\n\r\n");
+    }
+
+    /// Feeds `body` split at every position pair, collecting data and the end.
+    fn scan_all_splits(body: &[u8]) -> Vec<(Vec<u8>, Option<usize>)> {
+        let mut out = Vec::new();
+        for cut in 0..=body.len() {
+            let mut s = ChunkScanner::default();
+            let mut data = Vec::new();
+            let mut end = None;
+            let first = s.feed(&body[..cut], |d| data.extend_from_slice(d)).unwrap();
+            if let Some(n) = first {
+                end = Some(n);
+            } else if let Some(n) = s.feed(&body[cut..], |d| data.extend_from_slice(d)).unwrap() {
+                end = Some(cut + n);
+            }
+            out.push((data, end));
+        }
+        out
+    }
+
+    #[test]
+    fn chunk_scanner_finds_data_and_end_however_the_bytes_arrive() {
+        let body = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\nNEXT";
+        let end = body.len() - 4;
+        for (data, got_end) in scan_all_splits(body) {
+            assert_eq!(data, b"hello world");
+            assert_eq!(got_end, Some(end));
+        }
+        let plain = b"A\r\n0123456789\r\n0\r\n\r\n";
+        for (data, got_end) in scan_all_splits(plain) {
+            assert_eq!(data, b"0123456789");
+            assert_eq!(got_end, Some(plain.len()));
+        }
+    }
+
+    #[test]
+    fn chunk_scanner_rejects_garbage() {
+        assert!(ChunkScanner::default().feed(b"zz\r\n", |_| {}).is_err());
+        assert!(ChunkScanner::default().feed(b"3\r\nabcX", |_| {}).is_err());
+        assert!(ChunkScanner::default().feed(b"fffffffffffffffff\r\n", |_| {}).is_err());
+        let mut s = ChunkScanner::default();
+        assert_eq!(s.feed(b"3\r\nab", |_| {}).unwrap(), None, "incomplete is not an error");
     }
 
     #[test]
@@ -322,7 +490,7 @@ mod tests {
         let raw = b"HTTP/1.1 307 Temporary Redirect\r\nLocation: /x\r\nConnection: keep-alive\r\n\
                     WWW-Authenticate: Bearer realm=\"r\"\r\nContent-Length: 0\r\n\r\n";
         let h = head(raw, false);
-        let out = h.client_head(raw, Some("close"), |n, _| {
+        let out = h.client_head(raw, Some("close"), false, |n, _| {
             n.eq_ignore_ascii_case("location").then(|| "/y".to_string())
         });
         assert_eq!(
@@ -334,7 +502,7 @@ mod tests {
     #[test]
     fn client_head_fills_a_missing_reason() {
         let raw = b"HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n";
-        let out = head(raw, false).client_head(raw, None, |_, _| None);
+        let out = head(raw, false).client_head(raw, None, false, |_, _| None);
         assert!(out.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
     }
 }

@@ -11,7 +11,7 @@
 //! What stays with Pingora: listening, reading and parsing the client request,
 //! keep-alive of the client connection, upgrades and draining, and every
 //! request the fast lane does not take (writes, HTTPS registries, TLS or
-//! HTTP/2 clients, chunked responses, redirects it hands back).
+//! HTTP/2 clients, redirects it hands back).
 
 pub mod h1;
 pub mod io;
@@ -32,7 +32,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::UpstreamSettings;
-use h1::{Framing, Parsed, ResponseHead};
+use h1::{Parsed, ResponseHead};
 pub use io::{copy_body, Client, CopyError};
 pub use pool::Pool;
 
@@ -199,21 +199,100 @@ impl FastLane {
         Ok(())
     }
 
-    /// Returns the connection for reuse if its response was read exactly and
-    /// the registry keeps it open; otherwise it is closed.
-    pub fn release(&self, x: Exchange, body_read: u64) {
-        let expected = match x.head.framing {
-            Framing::Empty => 0,
-            Framing::Length(n) => n,
-            Framing::Other => return,
-        };
-        let buffered = (x.buf.len() - x.head.len) as u64;
-        // Streamed bodies left the buffer at the prefix; read ones fill it exactly.
-        let exact = body_read == expected && buffered <= expected;
-        if x.head.keep_alive && exact {
+    /// Returns the connection for reuse when the response was consumed exactly
+    /// (`clean`: nothing read beyond its end) and the registry keeps it open;
+    /// otherwise it is closed.
+    pub fn release(&self, x: Exchange, clean: bool) {
+        if x.head.keep_alive && clean {
             self.pool.put(x.addr, x.stream);
         }
     }
+
+    /// Relays a chunked body to the client: verbatim, or only its data when
+    /// `dechunk` (an HTTP/1.0 client, whose response ends when we close).
+    pub async fn relay_chunked(
+        &self,
+        x: &mut Exchange,
+        client: &mut Client,
+        dechunk: bool,
+    ) -> Result<Relayed, CopyError> {
+        let mut scanner = h1::ChunkScanner::default();
+        let mut buf = Vec::with_capacity(RELAY_BUF);
+        buf.extend_from_slice(x.body_prefix());
+        let mut data = Vec::new();
+        let mut sent = 0u64;
+        loop {
+            let end = scanner
+                .feed(&buf, |d| {
+                    if dechunk {
+                        data.extend_from_slice(d)
+                    }
+                })
+                .map_err(|e| CopyError::Upstream(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+            let out = if dechunk { &data[..] } else { &buf[..end.unwrap_or(buf.len())] };
+            client.write_all(&[out]).await.map_err(CopyError::Client)?;
+            sent += out.len() as u64;
+            data.clear();
+            if let Some(n) = end {
+                return Ok(Relayed { bytes: sent, clean: n == buf.len() });
+            }
+            buf.clear();
+            self.read_more(x, &mut buf).await?;
+        }
+    }
+
+    /// Relays a body that ends when the registry closes the connection.
+    pub async fn relay_until_close(
+        &self,
+        x: &mut Exchange,
+        client: &mut Client,
+    ) -> Result<Relayed, CopyError> {
+        let mut buf = Vec::with_capacity(RELAY_BUF);
+        buf.extend_from_slice(x.body_prefix());
+        let mut sent = 0u64;
+        loop {
+            client.write_all(&[&buf]).await.map_err(CopyError::Client)?;
+            sent += buf.len() as u64;
+            buf.clear();
+            match self.read_more(x, &mut buf).await {
+                Ok(()) => {}
+                Err(CopyError::Upstream(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    return Ok(Relayed { bytes: sent, clean: false })
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One more read of the registry socket into `buf`; end of stream is an error.
+    async fn read_more(&self, x: &mut Exchange, buf: &mut Vec<u8>) -> Result<(), CopyError> {
+        match self.read_some(&mut x.stream, buf).await {
+            Ok(0) => Err(CopyError::Upstream(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "registry closed mid-body",
+            ))),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let kind = match e.etype() {
+                    ErrorType::ReadTimedout => std::io::ErrorKind::TimedOut,
+                    _ => std::io::ErrorKind::Other,
+                };
+                Err(CopyError::Upstream(std::io::Error::new(kind, e.to_string())))
+            }
+        }
+    }
+}
+
+/// Read buffer for relayed (chunked or unframed) bodies.
+const RELAY_BUF: usize = 64 * 1024;
+
+/// What a relay delivered.
+#[derive(Debug, Clone, Copy)]
+pub struct Relayed {
+    /// Body bytes written to the client (wire bytes for a verbatim chunked relay).
+    pub bytes: u64,
+    /// The registry connection ended exactly at the body's end.
+    pub clean: bool,
 }
 
 /// Closes idle pooled connections past their timeout, every few seconds.
