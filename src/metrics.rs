@@ -191,6 +191,15 @@ impl Metrics {
         }
     }
 
+    /// Drops the request and timing series of connectors not in `live` (after
+    /// a reload removed them), so `/metrics` does not grow with connector churn.
+    /// Series without a connector stay.
+    pub fn retain_connectors(&self, live: &std::collections::HashSet<&str>) {
+        let keep = |c: &str| c == NO_CONNECTOR || live.contains(c);
+        self.requests.write().unwrap_or_else(|p| p.into_inner()).retain(|k, _| keep(&k.connector));
+        self.timings.write().unwrap_or_else(|p| p.into_inner()).retain(|k, _| keep(&k.connector));
+    }
+
     /// Records a reload attempt.
     pub fn record_reload(&self, outcome: ReloadOutcome) {
         match outcome {
@@ -448,5 +457,29 @@ mod tests {
             "oci_connector_upstream_duration_seconds_count{connector=\"ns/a\",endpoint=\"blob\"} 3\n"
         ));
         assert_eq!(m.in_flight(), 0);
+    }
+
+    #[test]
+    fn series_of_removed_connectors_are_dropped() {
+        let m = Metrics::new();
+        for connector in ["ns/kept", "ns/gone", NO_CONNECTOR] {
+            m.record_request(&RequestRecord {
+                connector: Arc::from(connector),
+                method: &http::Method::GET,
+                endpoint: "manifest",
+                status: 200,
+                duration: Duration::from_millis(1),
+                upstream_duration: None,
+                bytes_in: 0,
+                bytes_out: 1,
+            });
+        }
+        m.retain_connectors(&["ns/kept"].into_iter().collect());
+        let mut out = String::new();
+        m.render_requests(&mut out);
+        m.render_timings(&mut out);
+        assert!(out.contains("connector=\"ns/kept\""), "{out}");
+        assert!(out.contains(&format!("connector=\"{NO_CONNECTOR}\"")), "{out}");
+        assert!(!out.contains("ns/gone"), "{out}");
     }
 }

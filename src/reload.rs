@@ -161,6 +161,8 @@ impl Reloader {
             changed,
             elapsed: Duration::ZERO,
         };
+        let live = next.connectors().iter().map(|c| &*c.label).collect();
+        self.metrics.retain_connectors(&live);
         self.registry.swap(next);
         let report = ReloadReport { elapsed: started.elapsed(), ..report };
         self.metrics.record_reload(ReloadOutcome::Success);
