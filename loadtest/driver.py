@@ -576,7 +576,8 @@ class Bench:
             f"publicUrl: http://127.0.0.1:{self.oci_port}\n"
             "connectors:\n  paths: [connectors.yaml]\n"
             "resolver: path\n"
-            f"threads: {self.a.threads}\n")
+            f"threads: {self.a.threads}\n"
+            f"upstream:\n  fastLane: {'true' if self.a.fast_lane else 'false'}\n")
 
         self.start_upstream()
         self.start_nginx_proxy()
@@ -828,7 +829,7 @@ class Bench:
             "# oci-connector load test",
             "",
             f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {machine}",
-            f"k6 {k6_version()}, {nginx_version()}; oci-connector threads={a.threads} RUST_LOG={a.oci_log}, "
+            f"k6 {k6_version()}, {nginx_version()}; oci-connector threads={a.threads} fastLane={str(a.fast_lane).lower()} RUST_LOG={a.oci_log}, "
             f"nginx worker_processes={a.nginx_workers}; duration {a.duration} per timed scenario; "
             f"small VUs {a.small_vus}, repositories {a.repos}, cold {a.cold_vus} VUs / {a.cold_repos} repositories, "
             f"blob {a.big_mib} MiB, mixed VUs {a.mixed_vus}; manifests-ab: ab -k, median of {a.ab_reps} runs. "
@@ -890,6 +891,8 @@ def main() -> None:
     ap.add_argument("--duration", default=env("DURATION", "10s"), help="per timed scenario (k6 duration)")
     ap.add_argument("--threads", type=int, default=int(env("THREADS", "2")), help="oci-connector threads")
     ap.add_argument("--nginx-workers", default=env("NGINX_WORKERS", "2"))
+    ap.add_argument("--fast-lane", action=argparse.BooleanOptionalAction, default=env("FAST_LANE", "1") != "0",
+                    help="oci-connector's upstream.fastLane (--no-fast-lane: Pingora's general path for every request)")
     ap.add_argument("--oci-log", default=env("OCI_LOG", "warn"), help="RUST_LOG for oci-connector")
     ap.add_argument("--small-vus", type=int, default=int(env("SMALL_VUS", "16")))
     ap.add_argument("--repos", type=int, default=int(env("REPOS", "1000")))
