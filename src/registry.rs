@@ -29,6 +29,9 @@ pub struct ConnectorState {
     pub tls_ca: Option<Arc<[WrappedX509]>>,
     /// Recent upstream `Authorization` answers (the token cache's hot path).
     pub auth_memo: crate::auth::AuthMemo,
+    /// TLS for the fast lane to an `https://` registry (system roots plus the
+    /// connector's CAs); `None` for `http://`, or when it cannot be built.
+    pub fast_tls: Option<crate::proxy::fastlane::conn::TlsTarget>,
 }
 
 impl std::fmt::Debug for ConnectorState {
@@ -79,6 +82,12 @@ impl Snapshot {
                 Some(cas) => (client_with_ca(settings, cas, &c.id)?, Some(wrap_cas(cas))),
                 None => (shared_http.clone(), None),
             };
+            let fast_tls = (c.upstream.scheme == crate::config::Scheme::Https)
+                .then(|| {
+                    let cas = c.ca_certs.as_deref().map(Vec::as_slice).unwrap_or_default();
+                    crate::proxy::fastlane::conn::TlsTarget::new(&c.upstream.host, cas)
+                })
+                .flatten();
             let fingerprint = c.fingerprint();
             let label: Arc<str> = Arc::from(c.id.to_string());
             let cache_key: Arc<str> = Arc::from(format!("{label}\0{fingerprint}"));
@@ -90,6 +99,7 @@ impl Snapshot {
                 http,
                 tls_ca,
                 auth_memo: Default::default(),
+                fast_tls,
             });
             for host in registry_hosts(&state.connector) {
                 // Connectors are sorted by id, so the first one wins deterministically.

@@ -50,7 +50,7 @@ pub struct UpstreamSettings {
     pub token_timeout: Duration,
     /// How long an idle upstream connection is kept for reuse.
     pub idle_timeout: Duration,
-    /// Serve GET and HEAD to plain-HTTP registries on the fast lane (own
+    /// Serve GET and HEAD on the fast lane (own
     /// connection pool, response written to the client socket, bodies spliced)
     /// instead of Pingora's general upstream path.
     pub fast_lane: bool,

@@ -101,7 +101,7 @@ pub struct RawUpstream {
     pub token_timeout: Option<String>,
     /// How long an idle upstream connection is kept.
     pub idle_timeout: Option<String>,
-    /// Serve GET/HEAD to plain-HTTP registries on the fast lane (default true).
+    /// Serve GET/HEAD on the fast lane (default true).
     pub fast_lane: Option<bool>,
 }
 

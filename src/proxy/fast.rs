@@ -11,7 +11,7 @@ use pingora_error::{Error, Result};
 use pingora_proxy::Session;
 
 use super::fastlane::h1::{self, Framing};
-use super::fastlane::{self, CopyError, Exchange, Relayed};
+use super::fastlane::{self, CopyError, Exchange, PoolKey, Relayed};
 use super::rewrite::ClientView;
 use super::{client_origin, errors, is_redirect, Proxy, RequestCtx};
 use crate::auth;
@@ -33,7 +33,7 @@ impl Proxy {
     pub(super) fn fast_lane_fd(&self, session: &Session, state: &ConnectorState) -> Option<RawFd> {
         let req = session.req_header();
         let eligible = self.settings.upstream.fast_lane
-            && state.connector.upstream.scheme == Scheme::Http
+            && (state.connector.upstream.scheme == Scheme::Http || state.fast_tls.is_some())
             && (req.method == http::Method::GET || req.method == http::Method::HEAD)
             && !fastlane::has_body(req);
         eligible.then(|| fastlane::client_fd(session)).flatten()
@@ -54,6 +54,9 @@ impl Proxy {
         };
         let head_request = session.req_header().method == http::Method::HEAD;
         let authority = upstream.authority();
+        // TLS connections are pooled per connector identity: one verified with
+        // this connector's CAs must not serve a connector without them.
+        let key = PoolKey { addr, verified_for: state.fast_tls.as_ref().map(|_| state.cache_key.clone()) };
         let mut x = loop {
             let req = session.req_header();
             let request = h1::request_head(
@@ -64,7 +67,8 @@ impl Proxy {
                 req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
             );
             ctx.upstream_started.get_or_insert_with(Instant::now);
-            let x = match self.fastlane.exchange(addr, &request, head_request).await {
+            let x = match self.fastlane.exchange(&key, state.fast_tls.as_ref(), &request, head_request).await
+            {
                 Ok(x) => x,
                 Err(e) => return self.fail_fast(session, ctx, &e).await,
             };
@@ -128,8 +132,8 @@ impl Proxy {
                     Err(e) => Err(CopyError::Client(e)),
                     Ok(()) if (prefix_len as u64) < length => {
                         let rest = length - prefix_len as u64;
-                        let timeout = self.fastlane.io_timeout();
-                        fastlane::copy_body(x.stream(), &mut client, rest, timeout)
+                        self.fastlane
+                            .relay_length(&mut x, &mut client, rest)
                             .await
                             .map(|()| Relayed { bytes: length, clean })
                     }

@@ -9,7 +9,7 @@
 //! storage redirects server-side, rewrites `Location`/`Link`, and turns refusals
 //! into OCI errors that name the connector.
 //!
-//! GET and HEAD to plain-HTTP registries leave this flow after `request_filter`:
+//! GET and HEAD from HTTP/1.x clients leave this flow after `request_filter`:
 //! they are served on the fast lane (`fast.rs`, `fastlane/`), which hands a
 //! request back here only when it needs the general path (redirects to follow,
 //! chunked responses).

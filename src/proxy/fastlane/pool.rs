@@ -1,19 +1,30 @@
-//! Idle keep-alive connections to registries, shared by all connectors that
-//! reach the same address (credentials travel per request, never per connection).
+//! Idle keep-alive connections to registries. Plain connections are shared by
+//! all connectors that reach the same address (credentials travel per request,
+//! never per connection); TLS connections only within the connector whose trust
+//! roots verified them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
+use super::conn::Conn;
+
+/// Which idle connections a request may reuse.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    /// The registry's address.
+    pub addr: SocketAddr,
+    /// For TLS: the connector (and credential/CA fingerprint) that verified it.
+    pub verified_for: Option<Arc<str>>,
+}
 
 /// Idle connections kept per upstream address; more are closed on release.
 const MAX_IDLE_PER_ADDR: usize = 128;
 
 /// A connection plus when it went idle.
 struct Idle {
-    stream: TcpStream,
+    stream: Conn,
     since: Instant,
 }
 
@@ -21,7 +32,7 @@ struct Idle {
 /// out when it is used; the fast lane then retries once on a new connection,
 /// which is safe because it only carries GET and HEAD.
 pub struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
     idle_timeout: Duration,
 }
 
@@ -31,10 +42,10 @@ impl Pool {
         Pool { idle: Mutex::new(HashMap::new()), idle_timeout }
     }
 
-    /// The most recently released live-looking connection to `addr`.
-    pub fn take(&self, addr: SocketAddr) -> Option<TcpStream> {
+    /// The most recently released live-looking connection for `key`.
+    pub fn take(&self, key: &PoolKey) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.get_mut(&addr)?;
+        let list = idle.get_mut(key)?;
         while let Some(c) = list.pop() {
             if c.since.elapsed() < self.idle_timeout {
                 return Some(c.stream);
@@ -44,9 +55,12 @@ impl Pool {
     }
 
     /// Returns a connection whose last response was read completely.
-    pub fn put(&self, addr: SocketAddr, stream: TcpStream) {
+    pub fn put(&self, key: &PoolKey, stream: Conn) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let list = idle.entry(addr).or_default();
+        let list = match idle.get_mut(key) {
+            Some(list) => list,
+            None => idle.entry(key.clone()).or_default(),
+        };
         if list.len() >= MAX_IDLE_PER_ADDR {
             // Oldest first out: they are the likeliest to have been closed.
             list.remove(0);
@@ -64,9 +78,9 @@ impl Pool {
         });
     }
 
-    /// Idle connections to `addr` (tests and metrics).
-    pub fn idle_count(&self, addr: SocketAddr) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).get(&addr).map_or(0, Vec::len)
+    /// Idle connections for `key` (tests and metrics).
+    pub fn idle_count(&self, key: &PoolKey) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).get(key).map_or(0, Vec::len)
     }
 }
 
@@ -77,23 +91,30 @@ mod tests {
     use super::*;
 
     /// A connected client socket; the accepted end is kept open in `held`.
-    async fn pair(listener: &tokio::net::TcpListener, held: &mut Vec<TcpStream>) -> TcpStream {
+    async fn pair(listener: &tokio::net::TcpListener, held: &mut Vec<TcpStream>) -> Conn {
         let c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         held.push(listener.accept().await.unwrap().0);
-        c
+        Conn::Plain(c)
     }
+
+    fn port(c: &Conn) -> u16 {
+        c.plain().unwrap().local_addr().unwrap().port()
+    }
+
+    use tokio::net::TcpStream;
 
     #[tokio::test]
     async fn returns_the_latest_connection_and_expires_old_ones() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
+        let addr = PoolKey { addr: l.local_addr().unwrap(), verified_for: None };
+        let addr = &addr;
         let pool = Pool::new(Duration::from_millis(50));
         let mut held = Vec::new();
         let a = pair(&l, &mut held).await;
-        let a_port = a.local_addr().unwrap().port();
+        let a_port = port(&a);
         pool.put(addr, a);
         assert_eq!(pool.idle_count(addr), 1);
-        assert_eq!(pool.take(addr).unwrap().local_addr().unwrap().port(), a_port);
+        assert_eq!(port(&pool.take(addr).unwrap()), a_port);
         assert!(pool.take(addr).is_none());
 
         pool.put(addr, pair(&l, &mut held).await);
@@ -108,9 +129,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn keeps_a_bounded_number_per_address() {
+    async fn tls_connections_serve_only_the_connector_that_verified_them() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
+        let pool = Pool::new(Duration::from_secs(60));
+        let mut held = Vec::new();
+        let a = PoolKey { addr, verified_for: Some(Arc::from("ns/a\0fp1")) };
+        pool.put(&a, pair(&l, &mut held).await);
+        assert!(pool.take(&PoolKey { addr, verified_for: Some(Arc::from("ns/b\0fp2")) }).is_none());
+        assert!(pool.take(&PoolKey { addr, verified_for: None }).is_none());
+        assert!(pool.take(&a).is_some());
+    }
+
+    #[tokio::test]
+    async fn keeps_a_bounded_number_per_address() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = PoolKey { addr: l.local_addr().unwrap(), verified_for: None };
+        let addr = &addr;
         let pool = Pool::new(Duration::from_secs(60));
         let mut held = Vec::new();
         for _ in 0..MAX_IDLE_PER_ADDR + 3 {
