@@ -1,0 +1,471 @@
+//! The fast lane against `https://` registries: TLS connections are pooled per
+//! connector (never shared between connectors, whose trust roots differ), large
+//! bodies arrive intact through the user-space TLS relay, and `fastLane: false`
+//! still reaches a TLS registry through the general path.
+//!
+//! The registry is a small rustls server written here, with a private CA made
+//! by the openssl CLI and trusted through each connector's `caCertSecretRef`.
+//! It counts accepted connections and completed handshakes, and records which
+//! connection carried each request.
+
+mod common;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::proxy::{Proxy, Resolver};
+use rand::{RngCore, SeedableRng};
+use reqwest::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+/// The manifest every registry here serves.
+const MANIFEST: &[u8] =
+    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{}}"#;
+/// Upper bound for any single operation: a hang fails the test instead of stalling it.
+const PATIENCE: Duration = Duration::from_secs(4);
+
+/// The test CA and a server certificate for 127.0.0.1 it signed, as PEM.
+struct Pki {
+    ca_pem: String,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The PKI, made once per test binary (P-256 keys: cheap to generate).
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let ca = [
+            &ec[..],
+            &["-x509", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca"],
+        ];
+        openssl(dir, &[&["req"][..], &ca.concat()].concat());
+        let csr = [&ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]];
+        openssl(dir, &[&["req"][..], &csr.concat()].concat());
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+            .expect("ext");
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        );
+        let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        Pki {
+            ca_pem: String::from_utf8(read("ca.crt")).expect("PEM is ASCII"),
+            cert_pem: read("server.crt"),
+            key_pem: read("server.key"),
+        }
+    })
+}
+
+/// A rustls acceptor serving the PKI's server certificate, HTTP/1.1 by ALPN.
+fn acceptor() -> TlsAcceptor {
+    let pki = pki();
+    let certs = rustls_pemfile::certs(&mut &pki.cert_pem[..]).collect::<Result<Vec<_>, _>>().expect("certs");
+    let key = rustls_pemfile::private_key(&mut &pki.key_pem[..]).expect("key PEM").expect("a private key");
+    let mut config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsAcceptor::from(Arc::new(config))
+}
+
+/// One request as the registry parsed it.
+#[derive(Debug, Clone)]
+struct Request {
+    method: String,
+    path: String,
+    /// Which accepted connection (0-based, in accept order) carried it.
+    conn: usize,
+    /// Whether `Host` is the first header: the fast lane writes it there
+    /// (`h1::request_head`); Pingora's general path forwards the client's
+    /// headers in their order, and reqwest sends `accept` first.
+    host_first: bool,
+}
+
+impl Request {
+    /// Whether this is a registry API call other than the `GET /v2/` probe
+    /// (which comes from the proxy's separate reqwest client).
+    fn is_api(&self) -> bool {
+        self.path != "/v2/"
+    }
+}
+
+/// Decides the exact response bytes for each request other than `GET /v2/`.
+type Respond = Arc<dyn Fn(&Request) -> Vec<u8> + Send + Sync>;
+
+/// An HTTPS registry on a loopback port. Dropping it stops the accept loop and
+/// every connection task.
+struct TlsUpstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    handshakes: Arc<AtomicUsize>,
+    /// Handshake errors as the server saw them.
+    failures: Arc<Mutex<Vec<String>>>,
+    requests: Arc<Mutex<Vec<Request>>>,
+    task: JoinHandle<()>,
+}
+
+impl TlsUpstream {
+    /// Starts serving; `GET /v2/` is always answered 200 `{}` (anonymous),
+    /// everything else by `respond`, on keep-alive connections.
+    async fn start(respond: Respond) -> TlsUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let tls = acceptor();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let handshakes = Arc::new(AtomicUsize::new(0));
+        let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+        let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
+        let (count, done, failed, log) =
+            (accepted.clone(), handshakes.clone(), failures.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            // Dropped (aborting every connection task) when this task is aborted.
+            let mut conns = JoinSet::new();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let conn = count.fetch_add(1, Ordering::SeqCst);
+                let (tls, respond, done, failed, log) =
+                    (tls.clone(), respond.clone(), done.clone(), failed.clone(), log.clone());
+                conns.spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    let stream = match tokio::time::timeout(PATIENCE, tls.accept(tcp)).await {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => return failed.lock().expect("lock").push(format!("conn {conn}: {e}")),
+                        Err(_) => {
+                            return failed.lock().expect("lock").push(format!("conn {conn}: timed out"))
+                        }
+                    };
+                    done.fetch_add(1, Ordering::SeqCst);
+                    serve_connection(stream, conn, respond, log).await;
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        TlsUpstream { addr, accepted, handshakes, failures, requests, task }
+    }
+
+    /// `https://127.0.0.1:<port>`.
+    fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// TCP connections accepted so far.
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// TLS handshakes completed so far.
+    fn handshakes(&self) -> usize {
+        self.handshakes.load(Ordering::SeqCst)
+    }
+
+    fn failures(&self) -> Vec<String> {
+        self.failures.lock().expect("lock").clone()
+    }
+
+    /// Every request other than the `GET /v2/` probe.
+    fn api_requests(&self) -> Vec<Request> {
+        self.requests.lock().expect("lock").iter().filter(|r| r.is_api()).cloned().collect()
+    }
+
+    /// Distinct connections that carried an API request whose path contains `part`.
+    fn api_connections(&self, part: &str) -> Vec<usize> {
+        let mut conns: Vec<usize> =
+            self.api_requests().iter().filter(|r| r.path.contains(part)).map(|r| r.conn).collect();
+        conns.sort_unstable();
+        conns.dedup();
+        conns
+    }
+
+    /// A summary for assertion messages.
+    fn report(&self) -> String {
+        let reqs: Vec<String> = self
+            .requests
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|r| format!("{} {} @{}", r.method, r.path, r.conn))
+            .collect();
+        format!(
+            "accepted {}, handshakes {}, handshake failures {:?}, requests {reqs:?}",
+            self.accepted(),
+            self.handshakes(),
+            self.failures()
+        )
+    }
+}
+
+impl Drop for TlsUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Answers requests on one connection until the peer closes it.
+async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    conn: usize,
+    respond: Respond,
+    log: Arc<Mutex<Vec<Request>>>,
+) {
+    let mut buf = Vec::new();
+    while let Some(end) = read_head(&mut stream, &mut buf).await {
+        let head: Vec<u8> = buf.drain(..end).collect();
+        let Some(req) = parse_request(&head, conn) else { return };
+        log.lock().expect("lock").push(req.clone());
+        let reply = if req.method == "GET" && req.path == "/v2/" {
+            response(&[("Content-Type", "application/json")], b"{}")
+        } else {
+            respond(&req)
+        };
+        // TLS buffers what it encrypts: flush, or the tail may not leave.
+        if stream.write_all(&reply).await.is_err() || stream.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads until `buf` holds a complete head; returns its length including the
+/// blank line, or `None` at end of stream.
+async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        let mut chunk = [0u8; 8192];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Parses a request head (no body: only GET and HEAD come here).
+fn parse_request(head: &[u8], conn: usize) -> Option<Request> {
+    let text = std::str::from_utf8(head).ok()?;
+    let mut lines = text.split("\r\n");
+    let mut start = lines.next()?.split(' ');
+    let (method, path) = (start.next()?.to_string(), start.next()?.to_string());
+    let host_first = lines.next().is_some_and(|l| l.to_ascii_lowercase().starts_with("host:"));
+    Some(Request { method, path, conn, host_first })
+}
+
+/// A keep-alive 200 with `Content-Length` framing.
+fn response(headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut out = b"HTTP/1.1 200 OK\r\n".to_vec();
+    for (n, v) in headers {
+        out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// The manifest as a keep-alive 200.
+fn manifest_reply() -> Vec<u8> {
+    response(
+        &[
+            ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+            ("Docker-Content-Digest", "sha256:00"),
+        ],
+        MANIFEST,
+    )
+}
+
+/// `n` bytes that do not repeat (seeded, so every run sees the same blob).
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut out);
+    out
+}
+
+/// Anonymous connectors `team-a/<name>` for each of `names`, all pointing at
+/// `upstream` and trusting the test CA (one shared Secret `registry-ca`).
+fn connectors_yaml(upstream: &TlsUpstream, names: &[&str]) -> String {
+    let mut y = String::new();
+    for name in names {
+        y.push_str(&format!(
+            "apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\n\
+             metadata:\n  name: {name}\n  namespace: team-a\n\
+             spec:\n  connectorClassName: oci\n  address: {}\n\
+             \x20 caCertSecretRef:\n    name: registry-ca\n---\n",
+            upstream.url()
+        ));
+    }
+    let indented: String = pki().ca_pem.lines().map(|l| format!("    {l}\n")).collect();
+    y.push_str(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: registry-ca\n  namespace: team-a\ntype: Opaque\n\
+         stringData:\n  ca.crt: |\n{indented}"
+    ));
+    y
+}
+
+/// The proxy URL of `suffix` (`app/manifests/v1`) under connector `team-a/<name>`.
+fn api_url(proxy: &Proxy, name: &str, suffix: &str) -> String {
+    format!("{}/{suffix}", proxy.api_base("team-a", name))
+}
+
+/// Awaits `f`, failing the test if it takes longer than [`PATIENCE`].
+async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {PATIENCE:?}"))
+}
+
+/// GET `url` and its status and whole body.
+async fn get(client: &reqwest::Client, url: &str) -> (StatusCode, Vec<u8>) {
+    within(url, async {
+        let r = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = r.status();
+        (status, r.bytes().await.unwrap_or_else(|e| panic!("GET {url} body: {e}")).to_vec())
+    })
+    .await
+}
+
+/// Sequential manifest GETs share pooled TLS connections instead of a
+/// handshake per request.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_connections_are_pooled() {
+    let upstream = TlsUpstream::start(Arc::new(|_| manifest_reply())).await;
+    let proxy = Proxy::start(Resolver::Path, &connectors_yaml(&upstream, &["reg"]), "").await;
+    let client = common::http_client();
+    let url = api_url(&proxy, "reg", "app/manifests/v1");
+    for i in 0..20 {
+        let (status, body) = get(&client, &url).await;
+        assert_eq!(status, StatusCode::OK, "request {i}: {}\n{}", upstream.report(), proxy.log());
+        assert_eq!(body, MANIFEST, "request {i}");
+    }
+    let api = upstream.api_requests();
+    assert_eq!(api.len(), 20, "one registry request per client request: {}", upstream.report());
+    assert!(api.iter().all(|r| r.method == "GET" && r.path == "/v2/app/manifests/v1"), "{api:?}");
+    assert!(api.iter().all(|r| r.host_first), "not served on the fast lane: {api:?}");
+    let conns = upstream.api_connections("/manifests/");
+    assert!(conns.len() <= 2, "20 sequential requests used connections {conns:?}: {}", upstream.report());
+    // The probe's connection plus the lane's: no handshake per request.
+    assert!(upstream.accepted() <= 3, "{}", upstream.report());
+    assert_eq!(upstream.handshakes(), upstream.accepted(), "{}", upstream.report());
+    assert!(upstream.failures().is_empty(), "{}", upstream.report());
+}
+
+/// Two connectors on the same registry address: a TLS connection verified for
+/// one is never reused by the other, while each still reuses its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_connections_are_not_shared_between_connectors() {
+    let upstream = TlsUpstream::start(Arc::new(|_| manifest_reply())).await;
+    let proxy = Proxy::start(Resolver::Path, &connectors_yaml(&upstream, &["one", "two"]), "").await;
+    let client = common::http_client();
+    for i in 0..10 {
+        let name = if i % 2 == 0 { "one" } else { "two" };
+        let url = api_url(&proxy, name, &format!("{name}/app/manifests/v1"));
+        let (status, body) = get(&client, &url).await;
+        assert_eq!(status, StatusCode::OK, "request {i} ({name}): {}\n{}", upstream.report(), proxy.log());
+        assert_eq!(body, MANIFEST, "request {i} ({name})");
+    }
+    let api = upstream.api_requests();
+    assert_eq!(api.len(), 10, "{}", upstream.report());
+    assert!(api.iter().all(|r| r.host_first), "not served on the fast lane: {api:?}");
+    let one = upstream.api_connections("/v2/one/app/");
+    let two = upstream.api_connections("/v2/two/app/");
+    assert_eq!(api.iter().filter(|r| r.path.starts_with("/v2/one/app/")).count(), 5, "{}", upstream.report());
+    assert_eq!(api.iter().filter(|r| r.path.starts_with("/v2/two/app/")).count(), 5, "{}", upstream.report());
+    let shared: Vec<usize> = one.iter().filter(|c| two.contains(c)).copied().collect();
+    assert!(
+        shared.is_empty(),
+        "connections {shared:?} carried both connectors' requests: {}",
+        upstream.report()
+    );
+    let mut all: Vec<usize> = api.iter().map(|r| r.conn).collect();
+    all.sort_unstable();
+    all.dedup();
+    assert!(all.len() >= 2, "{}", upstream.report());
+    // Within one connector, connections are still pooled.
+    assert!(one.len() <= 2 && two.len() <= 2, "{}", upstream.report());
+    assert_eq!(upstream.handshakes(), upstream.accepted(), "{}", upstream.report());
+}
+
+/// A 3 MiB blob (relayed through user space, since TLS bodies cannot be
+/// spliced) arrives byte for byte.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_body_over_tls_arrives_intact() {
+    const SIZE: usize = 3 << 20;
+    let blob = random_bytes(SIZE, 13);
+    let digest = common::sha256_bytes(&blob);
+    let source = blob.clone();
+    let upstream = TlsUpstream::start(Arc::new(move |r| {
+        if r.path.contains("/blobs/") {
+            return response(&[("Content-Type", "application/octet-stream")], &source);
+        }
+        manifest_reply()
+    }))
+    .await;
+    let proxy = Proxy::start(Resolver::Path, &connectors_yaml(&upstream, &["reg"]), "").await;
+    let client = common::http_client();
+    let (status, body) = get(&client, &api_url(&proxy, "reg", &format!("app/blobs/{digest}"))).await;
+    assert_eq!(status, StatusCode::OK, "{}\n{}", upstream.report(), proxy.log());
+    assert_eq!(body.len(), SIZE);
+    assert_eq!(common::sha256_bytes(&body), digest);
+    // The connection, read to the body's end, serves the next request (the
+    // pause lets the proxy pool it after the client has the last byte).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (status, body) = get(&client, &api_url(&proxy, "reg", "app/manifests/v1")).await;
+    assert_eq!(status, StatusCode::OK, "{}", proxy.log());
+    assert_eq!(body, MANIFEST);
+    let api = upstream.api_requests();
+    assert_eq!(api.len(), 2, "{}", upstream.report());
+    assert!(api.iter().all(|r| r.host_first), "not served on the fast lane: {api:?}");
+    assert_eq!(api[0].conn, api[1].conn, "the connection was not reused: {}", upstream.report());
+}
+
+/// With `fastLane: false` Pingora's general path reaches the TLS registry,
+/// trusting the connector's CA.
+#[tokio::test(flavor = "multi_thread")]
+async fn fast_lane_off_still_serves_tls() {
+    let upstream = TlsUpstream::start(Arc::new(|_| manifest_reply())).await;
+    let proxy =
+        Proxy::start(Resolver::Path, &connectors_yaml(&upstream, &["reg"]), "upstream:\n  fastLane: false\n")
+            .await;
+    let (status, body) = get(&common::http_client(), &api_url(&proxy, "reg", "app/manifests/v1")).await;
+    assert_eq!(status, StatusCode::OK, "{}\n{}", upstream.report(), proxy.log());
+    assert_eq!(body, MANIFEST);
+    let api = upstream.api_requests();
+    assert_eq!(api.len(), 1, "{}", upstream.report());
+    assert_eq!(api[0].path, "/v2/app/manifests/v1");
+    assert!(!api[0].host_first, "served on the fast lane although it is off: {api:?}");
+    assert!(upstream.failures().is_empty(), "{}", upstream.report());
+}
