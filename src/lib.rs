@@ -16,7 +16,8 @@
 //! - [`metrics`]: every metric in one place, in the Prometheus text format.
 //! - [`routing`]: pure request routing: (host, path, query) -> route.
 //! - [`auth`]: registry challenges, scopes, the token client and cache, client tokens.
-//! - [`proxy`]: the `ProxyHttp` implementation and its pure helpers (rewrites, errors, peers).
+//! - [`proxy`]: the `ProxyHttp` implementation and its pure helpers (rewrites, errors, peers),
+//!   and the fast lane that serves GET/HEAD on its own upstream connections (`proxy::fastlane`).
 //! - [`clientconfig`]: renderers of client configuration files.
 //! - [`secret`]: a string type that never prints its value.
 
