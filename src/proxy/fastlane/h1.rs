@@ -31,7 +31,7 @@ const DROP_RESPONSE: &[&str] =
     &["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "www-authenticate"];
 
 /// Writes the upstream request head: request line, `Host`, the connector's
-/// `Authorization`, then the client's headers minus [`DROP_REQUEST`].
+/// `Authorization`, then the client's headers minus its credentials, hop-by-hop and framing headers.
 pub fn request_head<'a>(
     method: &str,
     uri: &str,
