@@ -12,12 +12,10 @@ use pingora_proxy::Session;
 
 use super::fastlane::h1::{self, Framing};
 use super::fastlane::{self, CopyError, Exchange, PoolKey, Relayed};
-use super::rewrite::ClientView;
 use super::{client_origin, errors, is_redirect, Proxy, RequestCtx};
 use crate::auth;
 use crate::config::{RedirectPolicy, Scheme};
 use crate::registry::ConnectorState;
-use crate::routing::Endpoint;
 
 /// What the general path must do after the fast lane gave up on a request.
 pub(super) enum Handoff {
@@ -203,27 +201,12 @@ impl Proxy {
         let connection = fastlane::connection_header(session.req_header().version, keep);
         let needs_view =
             x.head.header(&x.buf, "Location").is_some() || x.head.header(&x.buf, "Link").is_some();
-        let Some(route) = ctx.route.as_ref().filter(|_| needs_view) else {
+        let origin = needs_view.then(|| client_origin(&self.settings, session.req_header()));
+        let Some((view, tags)) = origin.as_deref().and_then(|o| ctx.client_view(state, o)) else {
             return x.head.client_head(&x.buf, connection, dechunk, |_, _| None);
         };
-        let origin = client_origin(&self.settings, session.req_header());
-        let view = ClientView {
-            upstream: &state.connector.upstream,
-            upstream_repo: &ctx.upstream_repo,
-            client_repo: &route.repository,
-            client_prefix: &route.client_prefix,
-            client_origin: &origin,
-        };
-        let tags = matches!(route.endpoint, Endpoint::Tags);
         x.head.client_head(&x.buf, connection, dechunk, |name, value| {
-            let value = std::str::from_utf8(value).ok()?;
-            if name.eq_ignore_ascii_case("location") {
-                view.location(value)
-            } else if tags && name.eq_ignore_ascii_case("link") {
-                view.link(value)
-            } else {
-                None
-            }
+            view.header(name, std::str::from_utf8(value).ok()?, tags)
         })
     }
 }

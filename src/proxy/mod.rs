@@ -102,6 +102,25 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// How the registry's URLs map back to what the client asked for (and
+    /// whether this is a tag listing, whose `Link` is mapped too); `None`
+    /// before routing.
+    fn client_view<'a>(
+        &'a self,
+        state: &'a ConnectorState,
+        origin: &'a str,
+    ) -> Option<(ClientView<'a>, bool)> {
+        let route = self.route.as_ref()?;
+        let view = ClientView {
+            upstream: &state.connector.upstream,
+            upstream_repo: &self.upstream_repo,
+            client_repo: &route.repository,
+            client_prefix: &route.client_prefix,
+            client_origin: origin,
+        };
+        Some((view, matches!(route.endpoint, Endpoint::Tags)))
+    }
+
     /// `ns/name` of the connector, or `-` before one was selected.
     fn connector_label(&self) -> &str {
         self.connector.as_ref().map_or("-", |c| &*c.label)
@@ -519,21 +538,11 @@ impl Proxy {
         // The registry's challenge points at its own token server; clients
         // authenticate to us, never there.
         resp.remove_header("WWW-Authenticate");
-        let Some(route) = &ctx.route else { return Ok(()) };
         let origin = client_origin(&self.settings, session.req_header());
-        let view = ClientView {
-            upstream: &state.connector.upstream,
-            upstream_repo: &ctx.upstream_repo,
-            client_repo: &route.repository,
-            client_prefix: &route.client_prefix,
-            client_origin: &origin,
-        };
-        if let Some(loc) = header_str(resp, "Location").and_then(|l| view.location(l)) {
-            resp.insert_header("Location", loc)?;
-        }
-        if matches!(route.endpoint, Endpoint::Tags) {
-            if let Some(link) = header_str(resp, "Link").and_then(|l| view.link(l)) {
-                resp.insert_header("Link", link)?;
+        let Some((view, tags)) = ctx.client_view(state, &origin) else { return Ok(()) };
+        for name in ["Location", "Link"] {
+            if let Some(v) = header_str(resp, name).and_then(|v| view.header(name, v, tags)) {
+                resp.insert_header(name, v)?;
             }
         }
         Ok(())

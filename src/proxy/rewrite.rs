@@ -31,6 +31,18 @@ pub struct ClientView<'a> {
 }
 
 impl ClientView<'_> {
+    /// A registry response header's value as the client must see it, or `None`
+    /// to keep it: `Location` always, `Link` only on tag listings (`tags`).
+    pub fn header(&self, name: &str, value: &str, tags: bool) -> Option<String> {
+        if name.eq_ignore_ascii_case("location") {
+            self.location(value)
+        } else if tags && name.eq_ignore_ascii_case("link") {
+            self.link(value)
+        } else {
+            None
+        }
+    }
+
     /// Maps a registry `Location` (relative or absolute) to the proxy. Returns
     /// `None` when it points elsewhere (another host, or outside the repository):
     /// such a location is a redirect target, not something to rewrite.
@@ -198,6 +210,21 @@ mod tests {
             v.link(r#"</v2/library/alpine/tags/list?last=b&n=2>; rel="next""#).as_deref(),
             Some(r#"</v2/namespaces/ns/connectors/hub/alpine/tags/list?last=b&n=2>; rel="next""#)
         );
+    }
+
+    #[test]
+    fn header_maps_location_always_and_link_only_on_tag_listings() {
+        let c = connector(true);
+        let v = view(&c);
+        let link = r#"</v2/library/alpine/tags/list?last=b&n=2>; rel="next""#;
+        assert!(v.header("LINK", link, true).is_some());
+        assert_eq!(v.header("Link", link, false), None);
+        assert_eq!(
+            v.header("location", "/v2/library/alpine/blobs/uploads/x", false),
+            v.location("/v2/library/alpine/blobs/uploads/x")
+        );
+        assert!(v.header("Location", "/v2/library/alpine/blobs/uploads/x", false).is_some());
+        assert_eq!(v.header("Content-Type", "text/plain", true), None);
     }
 
     #[test]
