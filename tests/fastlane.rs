@@ -9,22 +9,18 @@
 
 mod common;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::proxy::{connector_yaml, Proxy, Resolver};
-use rand::{RngCore, SeedableRng};
+use common::raw::{get, manifest_reply, random_bytes, read_head, response, response_head, within, MANIFEST};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
-/// The manifest every upstream here serves.
-const MANIFEST: &[u8] =
-    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{}}"#;
 /// Upper bound for any single client operation: a hang fails the test instead of stalling it.
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -134,7 +130,7 @@ impl RawUpstream {
 
     /// Waits until this side has closed connection `conn`.
     async fn wait_closed(&self, conn: usize) {
-        within("upstream close", async {
+        within(PATIENCE, "upstream close", async {
             while !self.closed.lock().expect("lock").contains(&conn) {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -188,21 +184,6 @@ async fn serve_connection(
     }
 }
 
-/// Reads until `buf` holds a complete head; returns its length including the
-/// blank line, or `None` at end of stream.
-async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
-    loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            return Some(i + 4);
-        }
-        let mut chunk = [0u8; 8192];
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
 /// Parses a request head (no body: the fast lane only carries GET and HEAD).
 fn parse_request(head: &[u8], conn: usize) -> Option<RawRequest> {
     let text = std::str::from_utf8(head).ok()?;
@@ -214,35 +195,6 @@ fn parse_request(head: &[u8], conn: usize) -> Option<RawRequest> {
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
     Some(RawRequest { method, path, headers, conn })
-}
-
-/// A response with `Content-Length` framing: `status` is e.g. `"200 OK"`.
-fn response(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut out = response_head(status, headers, body.len());
-    out.extend_from_slice(body);
-    out
-}
-
-/// Just the head of [`response`], announcing `length` body bytes.
-fn response_head(status: &str, headers: &[(&str, &str)], length: usize) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {status}\r\n").into_bytes();
-    for (n, v) in headers {
-        out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
-    }
-    out.extend_from_slice(format!("Content-Length: {length}\r\n\r\n").as_bytes());
-    out
-}
-
-/// The manifest as a keep-alive 200.
-fn manifest_reply() -> Vec<u8> {
-    response(
-        "200 OK",
-        &[
-            ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
-            ("Docker-Content-Digest", "sha256:00"),
-        ],
-        MANIFEST,
-    )
 }
 
 /// The manifest as a keep-alive 200 in three chunks.
@@ -261,13 +213,6 @@ fn chunked_manifest_reply() -> Vec<u8> {
     bytes
 }
 
-/// `n` bytes that do not repeat (seeded, so every run sees the same blob).
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; n];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut out);
-    out
-}
-
 /// Starts the proxy with one anonymous connector `team-a/reg` pointing at `upstream`.
 async fn proxy_for(upstream: &RawUpstream, extra_settings: &str) -> Proxy {
     Proxy::start(Resolver::Path, &connector_yaml("team-a", "reg", &upstream.url(), None), extra_settings)
@@ -282,23 +227,6 @@ fn api_url(proxy: &Proxy, suffix: &str) -> String {
 /// The request path (no origin) of `suffix` under the connector, for raw clients.
 fn api_path(suffix: &str) -> String {
     format!("/v2/namespaces/team-a/connectors/reg/{suffix}")
-}
-
-/// Awaits `f`, failing the test if it takes longer than [`PATIENCE`].
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(PATIENCE, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no answer within {PATIENCE:?}"))
-}
-
-/// GET `url` and its status and whole body.
-async fn get(client: &reqwest::Client, url: &str) -> (StatusCode, Vec<u8>) {
-    within(url, async {
-        let r = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        let status = r.status();
-        (status, r.bytes().await.unwrap_or_else(|e| panic!("GET {url} body: {e}")).to_vec())
-    })
-    .await
 }
 
 /// A response read off a raw client socket.
@@ -322,8 +250,9 @@ impl RawResponse {
 
 /// Reads one response head from `stream` (bytes past it stay in `buf`).
 async fn read_response_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> RawResponse {
-    let end =
-        within("response head", read_head(stream, buf)).await.expect("connection closed before a response");
+    let end = within(PATIENCE, "response head", read_head(stream, buf))
+        .await
+        .expect("connection closed before a response");
     let head: Vec<u8> = buf.drain(..end).collect();
     let text = String::from_utf8(head).expect("UTF-8 head");
     let mut lines = text.split("\r\n");
@@ -342,7 +271,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>, head_request: 
     let len = if head_request { 0 } else { resp.content_length().expect("Content-Length") };
     while buf.len() < len {
         let mut chunk = vec![0u8; 64 * 1024];
-        let n = within("response body", stream.read(&mut chunk)).await.expect("read body");
+        let n = within(PATIENCE, "response body", stream.read(&mut chunk)).await.expect("read body");
         assert!(n > 0, "connection closed after {} of {len} body bytes", buf.len());
         buf.extend_from_slice(&chunk[..n]);
     }
@@ -353,7 +282,7 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>, head_request: 
 /// Whether the peer closes `stream` (EOF or reset) with no further bytes.
 async fn closes_without_more(stream: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
-    matches!(within("connection close", stream.read(&mut byte)).await, Ok(0) | Err(_))
+    matches!(within(PATIENCE, "connection close", stream.read(&mut byte)).await, Ok(0) | Err(_))
 }
 
 /// Sequential manifest GETs share one pooled upstream connection.
@@ -364,7 +293,7 @@ async fn sequential_requests_reuse_one_upstream_connection() {
     let client = common::http_client();
     let url = api_url(&proxy, "app/manifests/v1");
     for i in 0..20 {
-        let (status, body) = get(&client, &url).await;
+        let (status, body) = get(&client, &url, PATIENCE).await;
         assert_eq!(status, StatusCode::OK, "request {i}: {}", proxy.log());
         assert_eq!(body, MANIFEST, "request {i}");
     }
@@ -387,7 +316,7 @@ async fn a_connection_closed_while_idle_is_retried_on_a_fresh_one() {
     let client = common::http_client();
     let url = api_url(&proxy, "app/manifests/v1");
 
-    let (status, body) = get(&client, &url).await;
+    let (status, body) = get(&client, &url, PATIENCE).await;
     assert_eq!(status, StatusCode::OK, "request A: {}", proxy.log());
     assert_eq!(body, MANIFEST);
     // The registry closes the connection the proxy pooled after request A.
@@ -395,7 +324,7 @@ async fn a_connection_closed_while_idle_is_retried_on_a_fresh_one() {
     upstream.wait_closed(first).await;
     // Give the FIN time to land on the proxy's side (loopback: at once).
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let (status, body) = get(&client, &url).await;
+    let (status, body) = get(&client, &url, PATIENCE).await;
     assert_eq!(status, StatusCode::OK, "request B: {}", proxy.log());
     assert_eq!(body, MANIFEST);
 
@@ -428,7 +357,7 @@ async fn a_large_body_cut_short_reaches_the_client_truncated() {
 
     // reqwest: the body read fails.
     let url = api_url(&proxy, &blob_suffix);
-    let result = within("truncated blob", async {
+    let result = within(PATIENCE, "truncated blob", async {
         let r = common::http_client().get(&url).send().await.expect("send");
         assert_eq!(r.status(), StatusCode::OK);
         r.bytes().await
@@ -450,12 +379,12 @@ async fn a_large_body_cut_short_reaches_the_client_truncated() {
     assert_eq!(head.content_length(), Some(ANNOUNCED));
     let mut body = buf;
     // Ends in EOF or a reset; either way no more than the registry sent.
-    let _ = within("truncated body", stream.read_to_end(&mut body)).await;
+    let _ = within(PATIENCE, "truncated body", stream.read_to_end(&mut body)).await;
     assert!(body.len() <= SENT, "{} body bytes, the registry sent {SENT}", body.len());
     assert!(blob[..body.len()] == body[..], "the bytes that arrived are not the blob's");
 
     // The proxy is fine: a normal request still works.
-    let (status, got) = get(&common::http_client(), &api_url(&proxy, "app/manifests/v1")).await;
+    let (status, got) = get(&common::http_client(), &api_url(&proxy, "app/manifests/v1"), PATIENCE).await;
     assert_eq!(status, StatusCode::OK, "{}", proxy.log());
     assert_eq!(got, MANIFEST);
 }
@@ -477,28 +406,28 @@ async fn a_small_body_cut_short_is_a_502_naming_the_connector() {
     let client = common::http_client();
 
     let url = api_url(&proxy, "app/manifests/broken");
-    let (status, body) = get(&client, &url).await;
+    let (status, body) = get(&client, &url, PATIENCE).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{}", String::from_utf8_lossy(&body));
     let json: serde_json::Value = serde_json::from_slice(&body).expect("an OCI error body");
     assert_eq!(json["errors"][0]["code"], "UNAVAILABLE", "{json}");
     let message = json["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("team-a/reg"), "{message}");
 
-    let (status, body) = get(&client, &api_url(&proxy, "app/manifests/v1")).await;
+    let (status, body) = get(&client, &api_url(&proxy, "app/manifests/v1"), PATIENCE).await;
     assert_eq!(status, StatusCode::OK, "{}", proxy.log());
     assert_eq!(body, MANIFEST);
     assert!(!proxy.log().contains("panicked"), "{}", proxy.log());
 }
 
-/// A chunked answer is not the fast lane's to stream: the general path serves
-/// it, and the client gets the exact de-chunked body.
+/// A chunked answer is relayed by the fast lane itself: the client gets the
+/// exact de-chunked body, with one registry request per client request.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chunked_response_is_served_whole() {
     let upstream = RawUpstream::start(Arc::new(|_| Reply::keep(chunked_manifest_reply()))).await;
     let proxy = proxy_for(&upstream, "").await;
     let client = common::http_client();
     for i in 0..2 {
-        let (status, body) = get(&client, &api_url(&proxy, "app/manifests/v1")).await;
+        let (status, body) = get(&client, &api_url(&proxy, "app/manifests/v1"), PATIENCE).await;
         assert_eq!(status, StatusCode::OK, "request {i}: {}", proxy.log());
         assert_eq!(body, MANIFEST, "request {i}");
     }
@@ -519,7 +448,7 @@ async fn http10_clients_get_chunked_answers_dechunked() {
     let req = format!("GET {path} HTTP/1.0\r\nHost: {}\r\nConnection: keep-alive\r\n\r\n", proxy.addr());
     stream.write_all(req.as_bytes()).await.expect("write");
     let mut raw = Vec::new();
-    within("response to EOF", stream.read_to_end(&mut raw)).await.expect("read");
+    within(PATIENCE, "response to EOF", stream.read_to_end(&mut raw)).await.expect("read");
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").expect("a complete head");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
@@ -547,7 +476,7 @@ async fn an_unframed_body_is_relayed_until_the_registry_closes() {
     let proxy = proxy_for(&upstream, "").await;
     let client = common::http_client();
     for i in 0..2 {
-        let (status, body) = get(&client, &api_url(&proxy, "app/blobs/sha256:00")).await;
+        let (status, body) = get(&client, &api_url(&proxy, "app/blobs/sha256:00"), PATIENCE).await;
         assert_eq!(status, StatusCode::OK, "request {i}: {}", proxy.log());
         assert!(body == blob, "request {i}: {} bytes differ from the {} sent", body.len(), blob.len());
     }
@@ -601,13 +530,13 @@ async fn fast_lane_off_serves_through_the_general_path() {
     let proxy = proxy_for(&upstream, "upstream:\n  fastLane: false\n").await;
     let client = common::http_client();
 
-    let (status, body) = get(&client, &api_url(&proxy, "app/manifests/v1")).await;
+    let (status, body) = get(&client, &api_url(&proxy, "app/manifests/v1"), PATIENCE).await;
     assert_eq!(status, StatusCode::OK, "{}", proxy.log());
     assert_eq!(body, MANIFEST);
-    let (status, body) = get(&client, &api_url(&proxy, &format!("app/blobs/{digest}"))).await;
+    let (status, body) = get(&client, &api_url(&proxy, &format!("app/blobs/{digest}")), PATIENCE).await;
     assert_eq!(status, StatusCode::OK, "{}", proxy.log());
     assert!(body == blob, "blob differs ({} bytes)", body.len());
-    let (status, body) = get(&client, &api_url(&proxy, "app/manifests/chunked")).await;
+    let (status, body) = get(&client, &api_url(&proxy, "app/manifests/chunked"), PATIENCE).await;
     assert_eq!(status, StatusCode::OK, "{}", proxy.log());
     assert_eq!(body, MANIFEST);
 
@@ -644,7 +573,7 @@ async fn a_large_blob_head_and_range_through_the_fast_lane() {
     let proxy = proxy_for(&upstream, "").await;
     let suffix = format!("app/blobs/{digest}");
 
-    let (status, body) = get(&common::http_client(), &api_url(&proxy, &suffix)).await;
+    let (status, body) = get(&common::http_client(), &api_url(&proxy, &suffix), PATIENCE).await;
     assert_eq!(status, StatusCode::OK, "{}", proxy.log());
     assert_eq!(body.len(), SIZE);
     assert_eq!(common::sha256_bytes(&body), digest);

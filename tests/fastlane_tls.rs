@@ -10,25 +10,20 @@
 
 mod common;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::proxy::{Proxy, Resolver};
-use rand::{RngCore, SeedableRng};
+use common::raw::{get, manifest_reply, random_bytes, read_head, response, MANIFEST};
 use reqwest::StatusCode;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-/// The manifest every registry here serves.
-const MANIFEST: &[u8] =
-    br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{}}"#;
 /// Upper bound for any single operation: a hang fails the test instead of stalling it.
 const PATIENCE: Duration = Duration::from_secs(4);
 
@@ -39,52 +34,17 @@ struct Pki {
     key_pem: Vec<u8>,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// The PKI, made once per test binary (P-256 keys: cheap to generate).
 fn pki() -> &'static Pki {
     static PKI: OnceLock<Pki> = OnceLock::new();
     PKI.get_or_init(|| {
         let tmp = tempfile::tempdir().expect("temp dir");
-        let dir = tmp.path();
-        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-        let ca = [
-            &ec[..],
-            &["-x509", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca"],
-        ];
-        openssl(dir, &[&["req"][..], &ca.concat()].concat());
-        let csr = [&ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]];
-        openssl(dir, &[&["req"][..], &csr.concat()].concat());
-        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-            .expect("ext");
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.crt",
-                "-days",
-                "2",
-                "-extfile",
-                "san.ext",
-            ],
-        );
-        let read = |name: &str| std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let files = common::pki::make(tmp.path());
+        let read = |path: &Path| std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         Pki {
-            ca_pem: String::from_utf8(read("ca.crt")).expect("PEM is ASCII"),
-            cert_pem: read("server.crt"),
-            key_pem: read("server.key"),
+            ca_pem: String::from_utf8(read(&files.ca)).expect("PEM is ASCII"),
+            cert_pem: read(&files.cert),
+            key_pem: read(&files.key),
         }
     })
 }
@@ -250,28 +210,13 @@ async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         let Some(req) = parse_request(&head, conn) else { return };
         log.lock().expect("lock").push(req.clone());
         let reply = if req.method == "GET" && req.path == "/v2/" {
-            response(&[("Content-Type", "application/json")], b"{}")
+            response("200 OK", &[("Content-Type", "application/json")], b"{}")
         } else {
             respond(&req)
         };
         // TLS buffers what it encrypts: flush, or the tail may not leave.
         if stream.write_all(&reply).await.is_err() || stream.flush().await.is_err() {
             return;
-        }
-    }
-}
-
-/// Reads until `buf` holds a complete head; returns its length including the
-/// blank line, or `None` at end of stream.
-async fn read_head<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Option<usize> {
-    loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            return Some(i + 4);
-        }
-        let mut chunk = [0u8; 8192];
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
 }
@@ -284,35 +229,6 @@ fn parse_request(head: &[u8], conn: usize) -> Option<Request> {
     let (method, path) = (start.next()?.to_string(), start.next()?.to_string());
     let host_first = lines.next().is_some_and(|l| l.to_ascii_lowercase().starts_with("host:"));
     Some(Request { method, path, conn, host_first })
-}
-
-/// A keep-alive 200 with `Content-Length` framing.
-fn response(headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-    let mut out = b"HTTP/1.1 200 OK\r\n".to_vec();
-    for (n, v) in headers {
-        out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
-    }
-    out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-/// The manifest as a keep-alive 200.
-fn manifest_reply() -> Vec<u8> {
-    response(
-        &[
-            ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
-            ("Docker-Content-Digest", "sha256:00"),
-        ],
-        MANIFEST,
-    )
-}
-
-/// `n` bytes that do not repeat (seeded, so every run sees the same blob).
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; n];
-    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut out);
-    out
 }
 
 /// Anonymous connectors `team-a/<name>` for each of `names`, all pointing at
@@ -328,34 +244,13 @@ fn connectors_yaml(upstream: &TlsUpstream, names: &[&str]) -> String {
             upstream.url()
         ));
     }
-    let indented: String = pki().ca_pem.lines().map(|l| format!("    {l}\n")).collect();
-    y.push_str(&format!(
-        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: registry-ca\n  namespace: team-a\ntype: Opaque\n\
-         stringData:\n  ca.crt: |\n{indented}"
-    ));
+    y.push_str(&common::pki::ca_secret_yaml("team-a", "registry-ca", &pki().ca_pem));
     y
 }
 
 /// The proxy URL of `suffix` (`app/manifests/v1`) under connector `team-a/<name>`.
 fn api_url(proxy: &Proxy, name: &str, suffix: &str) -> String {
     format!("{}/{suffix}", proxy.api_base("team-a", name))
-}
-
-/// Awaits `f`, failing the test if it takes longer than [`PATIENCE`].
-async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(PATIENCE, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: no answer within {PATIENCE:?}"))
-}
-
-/// GET `url` and its status and whole body.
-async fn get(client: &reqwest::Client, url: &str) -> (StatusCode, Vec<u8>) {
-    within(url, async {
-        let r = client.get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
-        let status = r.status();
-        (status, r.bytes().await.unwrap_or_else(|e| panic!("GET {url} body: {e}")).to_vec())
-    })
-    .await
 }
 
 /// Sequential manifest GETs share pooled TLS connections instead of a
@@ -367,7 +262,7 @@ async fn tls_connections_are_pooled() {
     let client = common::http_client();
     let url = api_url(&proxy, "reg", "app/manifests/v1");
     for i in 0..20 {
-        let (status, body) = get(&client, &url).await;
+        let (status, body) = get(&client, &url, PATIENCE).await;
         assert_eq!(status, StatusCode::OK, "request {i}: {}\n{}", upstream.report(), proxy.log());
         assert_eq!(body, MANIFEST, "request {i}");
     }
@@ -393,7 +288,7 @@ async fn tls_connections_are_not_shared_between_connectors() {
     for i in 0..10 {
         let name = if i % 2 == 0 { "one" } else { "two" };
         let url = api_url(&proxy, name, &format!("{name}/app/manifests/v1"));
-        let (status, body) = get(&client, &url).await;
+        let (status, body) = get(&client, &url, PATIENCE).await;
         assert_eq!(status, StatusCode::OK, "request {i} ({name}): {}\n{}", upstream.report(), proxy.log());
         assert_eq!(body, MANIFEST, "request {i} ({name})");
     }
@@ -429,21 +324,22 @@ async fn a_large_body_over_tls_arrives_intact() {
     let source = blob.clone();
     let upstream = TlsUpstream::start(Arc::new(move |r| {
         if r.path.contains("/blobs/") {
-            return response(&[("Content-Type", "application/octet-stream")], &source);
+            return response("200 OK", &[("Content-Type", "application/octet-stream")], &source);
         }
         manifest_reply()
     }))
     .await;
     let proxy = Proxy::start(Resolver::Path, &connectors_yaml(&upstream, &["reg"]), "").await;
     let client = common::http_client();
-    let (status, body) = get(&client, &api_url(&proxy, "reg", &format!("app/blobs/{digest}"))).await;
+    let (status, body) =
+        get(&client, &api_url(&proxy, "reg", &format!("app/blobs/{digest}")), PATIENCE).await;
     assert_eq!(status, StatusCode::OK, "{}\n{}", upstream.report(), proxy.log());
     assert_eq!(body.len(), SIZE);
     assert_eq!(common::sha256_bytes(&body), digest);
     // The connection, read to the body's end, serves the next request (the
     // pause lets the proxy pool it after the client has the last byte).
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (status, body) = get(&client, &api_url(&proxy, "reg", "app/manifests/v1")).await;
+    let (status, body) = get(&client, &api_url(&proxy, "reg", "app/manifests/v1"), PATIENCE).await;
     assert_eq!(status, StatusCode::OK, "{}", proxy.log());
     assert_eq!(body, MANIFEST);
     let api = upstream.api_requests();
@@ -460,7 +356,8 @@ async fn fast_lane_off_still_serves_tls() {
     let proxy =
         Proxy::start(Resolver::Path, &connectors_yaml(&upstream, &["reg"]), "upstream:\n  fastLane: false\n")
             .await;
-    let (status, body) = get(&common::http_client(), &api_url(&proxy, "reg", "app/manifests/v1")).await;
+    let (status, body) =
+        get(&common::http_client(), &api_url(&proxy, "reg", "app/manifests/v1"), PATIENCE).await;
     assert_eq!(status, StatusCode::OK, "{}\n{}", upstream.report(), proxy.log());
     assert_eq!(body, MANIFEST);
     let api = upstream.api_requests();

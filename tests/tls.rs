@@ -2,81 +2,13 @@
 //! connector's `caCertSecretRef`, and refused (clearly) without it.
 
 mod common;
-
-use std::path::Path;
-use std::process::Command;
-
 use common::fixture::{PASSWORD, USER};
 use common::images;
+use common::pki;
 use common::proxy::{Proxy, Resolver};
 use common::registry::{Registry, RegistryAuth, TlsFiles};
 use common::skopeo::{self, CopyOpts, Creds};
 use reqwest::StatusCode;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it.
-fn make_pki(dir: &Path) -> TlsFiles {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.crt",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test-ca",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
-        .expect("ext");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
-    TlsFiles { cert: dir.join("server.crt"), key: dir.join("server.key") }
-}
 
 fn connector(registry: &Registry, ca_pem: Option<&str>) -> String {
     let mut y = format!(
@@ -92,11 +24,8 @@ fn connector(registry: &Registry, ca_pem: Option<&str>) -> String {
          type: kubernetes.io/basic-auth\nstringData:\n  username: {USER}\n  password: {PASSWORD}\n"
     ));
     if let Some(pem) = ca_pem {
-        let indented: String = pem.lines().map(|l| format!("    {l}\n")).collect();
-        y.push_str(&format!(
-            "---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: registry-ca\n  namespace: team-a\ntype: Opaque\n\
-             stringData:\n  ca.crt: |\n{indented}"
-        ));
+        y.push_str("---\n");
+        y.push_str(&pki::ca_secret_yaml("team-a", "registry-ca", pem));
     }
     y
 }
@@ -104,7 +33,8 @@ fn connector(registry: &Registry, ca_pem: Option<&str>) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_private_ca_is_trusted_per_connector() {
     let pki = tempfile::tempdir().expect("temp dir");
-    let tls = make_pki(pki.path());
+    let files = pki::make(pki.path());
+    let tls = TlsFiles { cert: files.cert, key: files.key };
     let auth = RegistryAuth::Htpasswd { user: USER.into(), password: PASSWORD.into() };
     let registry = tokio::task::spawn_blocking(move || Registry::start_with_tls(auth, Some(tls)))
         .await
@@ -117,7 +47,7 @@ async fn a_private_ca_is_trusted_per_connector() {
         .expect("seed over https");
 
     // With the CA: pulls work, TLS verified against the connector's CA only.
-    let ca = std::fs::read_to_string(pki.path().join("ca.crt")).expect("ca");
+    let ca = std::fs::read_to_string(&files.ca).expect("ca");
     let proxy = Proxy::start(Resolver::Path, &connector(&registry, Some(&ca)), "").await;
     let layout = tempfile::tempdir().expect("temp dir");
     let digest = skopeo::copy(

@@ -11,6 +11,8 @@
 //! - [`proxy`]: the oci-connector binary as a child process.
 //! - [`fixture`]: an upstream registry per auth mode, seeded with test images.
 //! - [`fake`]: in-process fake upstreams for faults the real registry cannot show.
+//! - [`raw`]: raw HTTP/1.1 pieces for registries written byte by byte, and their clients.
+//! - [`pki`]: a private test CA and a server certificate for 127.0.0.1.
 //!
 //! Each integration-test binary compiles this module separately and uses only part of it,
 //! hence the `dead_code` allowance.
@@ -20,8 +22,10 @@ pub mod cli;
 pub mod fake;
 pub mod fixture;
 pub mod images;
+pub mod pki;
 pub mod proc;
 pub mod proxy;
+pub mod raw;
 pub mod registry;
 pub mod skopeo;
 pub mod token_server;
