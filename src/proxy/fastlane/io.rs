@@ -21,8 +21,6 @@ use tokio::net::TcpStream;
 const PIPE_SIZE: i32 = 1 << 20;
 /// Largest single splice request.
 const SPLICE_CHUNK: usize = 1 << 20;
-/// Buffer of the user-space copy used when splice is unavailable.
-const COPY_BUF: usize = 256 * 1024;
 
 /// The client's socket, borrowed from Pingora for the length of one response.
 pub struct Client {
@@ -167,21 +165,20 @@ pub enum CopyError {
     Client(io::Error),
 }
 
-/// Moves exactly `len` body bytes from `upstream` to `client`: spliced when
-/// the kernel allows it, copied through a buffer otherwise.
-pub async fn copy_body(
+/// Splices exactly `len` body bytes from `upstream` to `client`. `Ok(false)`
+/// when the kernel offers no splice here (no pipe, or refused before any byte
+/// moved): the caller then copies through a buffer.
+pub async fn splice_to_client(
     upstream: &TcpStream,
     client: &mut Client,
     len: u64,
     timeout: Duration,
-) -> Result<(), CopyError> {
-    match Pipe::new(PIPE_SIZE) {
-        Ok(pipe) => match splice_body(upstream, client, &pipe, len, timeout).await {
-            Err(SpliceError::Unsupported) => copy_userspace(upstream, client, len, timeout).await,
-            Err(SpliceError::Copy(e)) => Err(e),
-            Ok(()) => Ok(()),
-        },
-        Err(_) => copy_userspace(upstream, client, len, timeout).await,
+) -> Result<bool, CopyError> {
+    let Ok(pipe) = Pipe::new(PIPE_SIZE) else { return Ok(false) };
+    match splice_body(upstream, client, &pipe, len, timeout).await {
+        Err(SpliceError::Unsupported) => Ok(false),
+        Err(SpliceError::Copy(e)) => Err(e),
+        Ok(()) => Ok(true),
     }
 }
 
@@ -259,34 +256,6 @@ async fn wait_readable(upstream: &TcpStream, timeout: Duration) -> Result<(), Co
     }
 }
 
-async fn copy_userspace(
-    upstream: &TcpStream,
-    client: &mut Client,
-    len: u64,
-    timeout: Duration,
-) -> Result<(), CopyError> {
-    let mut buf = vec![0u8; COPY_BUF.min(len as usize).max(1)];
-    let mut left = len;
-    while left > 0 {
-        let want = buf.len().min(left as usize);
-        let n = match upstream.try_read(&mut buf[..want]) {
-            Ok(0) => {
-                let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "registry closed mid-body");
-                return Err(CopyError::Upstream(eof));
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                wait_readable(upstream, timeout).await?;
-                continue;
-            }
-            Err(e) => return Err(CopyError::Upstream(e)),
-        };
-        client.write_all(&[&buf[..n]]).await.map_err(CopyError::Client)?;
-        left -= n as u64;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -319,7 +288,8 @@ mod tests {
         });
         let mut client = Client::new(proxy_side.as_raw_fd(), Duration::from_secs(10));
         client.write_all(&[b"head:", b""]).await.unwrap();
-        copy_body(&reg_client, &mut client, body.len() as u64, Duration::from_secs(10)).await.unwrap();
+        let spliced = splice_to_client(&reg_client, &mut client, body.len() as u64, Duration::from_secs(10));
+        assert!(spliced.await.unwrap(), "splice is available on TCP sockets");
         drop(client);
         drop(proxy_side);
         writer.await.unwrap();
@@ -387,7 +357,7 @@ mod tests {
         reg_server.write_all(&[1u8; 1000]).await.unwrap();
         drop(reg_server);
         let mut client = Client::new(proxy_side.as_raw_fd(), Duration::from_secs(5));
-        let err = copy_body(&reg_client, &mut client, 5000, Duration::from_secs(5)).await.unwrap_err();
+        let err = splice_to_client(&reg_client, &mut client, 5000, Duration::from_secs(5)).await.unwrap_err();
         assert!(
             matches!(err, CopyError::Upstream(ref e) if e.kind() == io::ErrorKind::UnexpectedEof),
             "{err}"
@@ -399,7 +369,8 @@ mod tests {
         let (_reg_server, reg_client) = connected().await;
         let (proxy_side, _client_side) = connected().await;
         let mut client = Client::new(proxy_side.as_raw_fd(), Duration::from_secs(5));
-        let err = copy_body(&reg_client, &mut client, 10, Duration::from_millis(100)).await.unwrap_err();
+        let err =
+            splice_to_client(&reg_client, &mut client, 10, Duration::from_millis(100)).await.unwrap_err();
         assert!(matches!(err, CopyError::Upstream(ref e) if e.kind() == io::ErrorKind::TimedOut), "{err}");
     }
 

@@ -38,7 +38,7 @@ use conn::{Conn, TlsTarget};
 
 use crate::config::UpstreamSettings;
 use h1::{Parsed, ResponseHead};
-pub use io::{copy_body, Client, CopyError};
+pub use io::{Client, CopyError};
 pub use pool::{Pool, PoolKey};
 
 /// Bodies up to this size are read whole and written with the head in one call.
@@ -78,11 +78,6 @@ impl FastLane {
     /// The timeout for a single wait on either socket.
     pub fn io_timeout(&self) -> Duration {
         self.timeouts.read_timeout
-    }
-
-    /// Idle pooled connections for `key`.
-    pub fn idle_connections(&self, key: &PoolKey) -> usize {
-        self.pool.idle_count(key)
     }
 
     /// Sends `request` (a bodiless head) and reads the response head, over a
@@ -224,7 +219,8 @@ impl FastLane {
     }
 
     /// Moves the remaining `len` bytes of a length-framed body to the client:
-    /// spliced from a plain connection, through a buffer from a TLS one.
+    /// spliced from a plain connection, through a buffer from a TLS one (or
+    /// where the kernel offers no splice).
     pub async fn relay_length(
         &self,
         x: &mut Exchange,
@@ -232,7 +228,9 @@ impl FastLane {
         len: u64,
     ) -> Result<(), CopyError> {
         if let Some(tcp) = x.stream.plain() {
-            return copy_body(tcp, client, len, self.io_timeout()).await;
+            if io::splice_to_client(tcp, client, len, self.io_timeout()).await? {
+                return Ok(());
+            }
         }
         let mut buf = Vec::with_capacity(RELAY_BUF);
         let mut left = len;

@@ -78,7 +78,7 @@ impl Pool {
         });
     }
 
-    /// Idle connections for `key` (tests and metrics).
+    /// Idle connections for `key`.
     pub fn idle_count(&self, key: &PoolKey) -> usize {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).get(key).map_or(0, Vec::len)
     }
