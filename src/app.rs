@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
 use crate::metrics::Metrics;
@@ -18,6 +19,7 @@ use crate::status::{Prober, StatusBoard, PROBE_INTERVAL};
 use crate::auth::UpstreamAuth;
 use crate::config::{self, ClientAuthMode, Config, Settings};
 use crate::proxy::fastlane::{FastLane, PoolSweeper};
+use crate::proxy::front::FrontDoor;
 use crate::proxy::peer::Resolver;
 use crate::proxy::Proxy;
 use crate::registry::{self, Registry, Snapshot};
@@ -121,10 +123,18 @@ pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     }
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
-    let mut service =
-        pingora_proxy::http_proxy_service_with_name(&server.configuration, proxy, "oci-connector");
-    service.add_tcp(&settings.listen.to_string());
-    server.add_service(service);
+    // With the fast lane on, the front door reads requests and hands Pingora
+    // only those it does not serve itself.
+    if settings.upstream.fast_lane {
+        let mut service = Service::new("oci-connector".into(), FrontDoor::new(&server.configuration, proxy));
+        service.add_tcp(&settings.listen.to_string());
+        server.add_service(service);
+    } else {
+        let mut service =
+            pingora_proxy::http_proxy_service_with_name(&server.configuration, proxy, "oci-connector");
+        service.add_tcp(&settings.listen.to_string());
+        server.add_service(service);
+    }
 
     if let Some(admin_listen) = settings.admin_listen {
         let mut admin = AdminApp {

@@ -4,15 +4,19 @@
 //! Bodies go out as the registry framed them: by length (spliced when large),
 //! chunked (relayed verbatim, or de-chunked for HTTP/1.0 clients), or until close.
 
+use std::future::Future;
 use std::os::fd::RawFd;
 use std::time::Instant;
 
+use http::Method;
 use pingora_error::{Error, Result};
 use pingora_proxy::Session;
 
 use super::fastlane::h1::{self, Framing};
 use super::fastlane::{self, CopyError, Exchange, PoolKey, Relayed};
-use super::{client_origin, errors, is_redirect, Proxy, RequestCtx};
+use super::oci_error::OciError;
+use super::respond::{self, Reply};
+use super::{client_origin, errors, is_redirect, request_host, Proxy, RequestCtx};
 use crate::auth;
 use crate::config::{RedirectPolicy, Scheme};
 use crate::registry::ConnectorState;
@@ -26,21 +30,76 @@ pub(super) enum Handoff {
     General,
 }
 
+/// The client side of a fast-lane request: Pingora's session, or a request
+/// the front door read itself ([`super::front`]).
+pub(super) trait Downstream: Send {
+    /// The request method (`GET` or `HEAD` on the fast lane).
+    fn method(&self) -> &Method;
+    /// Whether the client speaks HTTP/1.0 (which cannot take chunks).
+    fn http10(&self) -> bool;
+    /// The `Host` the client used, empty if none.
+    fn host(&self) -> &str;
+    /// The client's request headers (sent upstream minus credentials and hop-by-hop ones).
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])>;
+    /// Whether the client connection stays open after this response.
+    fn keeps_alive(&self) -> bool;
+    /// Closes the client connection after this response.
+    fn close_after(&mut self);
+    /// Writes a response of the proxy's own.
+    fn answer(&mut self, reply: Reply) -> impl Future<Output = Result<()>> + Send;
+}
+
+impl Downstream for Session {
+    fn method(&self) -> &Method {
+        &self.req_header().method
+    }
+
+    fn http10(&self) -> bool {
+        self.req_header().version == http::Version::HTTP_10
+    }
+
+    fn host(&self) -> &str {
+        request_host(self.req_header())
+    }
+
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.req_header().headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))
+    }
+
+    fn keeps_alive(&self) -> bool {
+        self.as_downstream().get_keepalive().is_some()
+    }
+
+    fn close_after(&mut self) {
+        self.set_keepalive(None);
+    }
+
+    fn answer(&mut self, reply: Reply) -> impl Future<Output = Result<()>> + Send {
+        respond::send(self, reply)
+    }
+}
+
 impl Proxy {
     /// The client socket when this request may take the fast lane.
     pub(super) fn fast_lane_fd(&self, session: &Session, state: &ConnectorState) -> Option<RawFd> {
         let req = session.req_header();
-        let eligible = self.settings.upstream.fast_lane
-            && (state.connector.upstream.scheme == Scheme::Http || state.fast_tls.is_some())
+        let eligible = self.fast_lane_reaches(state)
             && (req.method == http::Method::GET || req.method == http::Method::HEAD)
             && !fastlane::has_body(req);
         eligible.then(|| fastlane::client_fd(session)).flatten()
     }
 
+    /// Whether the fast lane is on and can reach this connector's registry
+    /// (plain HTTP, or TLS with a client configuration of its own).
+    pub(super) fn fast_lane_reaches(&self, state: &ConnectorState) -> bool {
+        self.settings.upstream.fast_lane
+            && (state.connector.upstream.scheme == Scheme::Http || state.fast_tls.is_some())
+    }
+
     /// Serves the request on the fast lane, writing to the client socket `fd`.
-    pub(super) async fn serve_fast(
+    pub(super) async fn serve_fast<D: Downstream>(
         &self,
-        session: &mut Session,
+        session: &mut D,
         ctx: &mut RequestCtx,
         state: &ConnectorState,
         fd: RawFd,
@@ -50,19 +109,18 @@ impl Proxy {
             Ok(a) => a,
             Err(e) => return self.fail_fast(session, ctx, &e).await,
         };
-        let head_request = session.req_header().method == http::Method::HEAD;
+        let head_request = session.method() == Method::HEAD;
         let authority = upstream.authority();
         // TLS connections are pooled per connector identity: one verified with
         // this connector's CAs must not serve a connector without them.
         let key = PoolKey { addr, verified_for: state.fast_tls.as_ref().map(|_| state.cache_key.clone()) };
         let mut x = loop {
-            let req = session.req_header();
             let request = h1::request_head(
-                req.method.as_str(),
+                session.method().as_str(),
                 &ctx.upstream_uri,
                 &authority,
                 ctx.auth.header.as_ref().map(|h| h.expose()),
-                req.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())),
+                session.headers(),
             );
             ctx.upstream_started.get_or_insert_with(Instant::now);
             let x = match self.fastlane.exchange(&key, state.fast_tls.as_ref(), &request, head_request).await
@@ -83,13 +141,14 @@ impl Proxy {
                 match self.auth.authorization(state, &ctx.scopes).await {
                     Ok(a) => ctx.auth = a,
                     Err(e) => {
-                        self.reject(session, ctx, errors::auth_failed(state, &e)).await?;
+                        self.reject_fast(session, ctx, errors::auth_failed(state, &e)).await?;
                         return Ok(Handoff::Done);
                     }
                 }
                 continue;
             }
-            self.reject(session, ctx, errors::refused(state, ctx, status, challenge.as_ref())).await?;
+            let err = errors::refused(state, ctx, status, challenge.as_ref());
+            self.reject_fast(session, ctx, err).await?;
             return Ok(Handoff::Done);
         };
 
@@ -113,10 +172,9 @@ impl Proxy {
         // An HTTP/1.0 client cannot take chunks (RFC 9112 6.1): it gets the data
         // and the end of the body is the end of the connection, as for an
         // unframed body.
-        let http10 = session.req_header().version == http::Version::HTTP_10;
-        let dechunk = http10 && framing == Framing::Chunked;
+        let dechunk = session.http10() && framing == Framing::Chunked;
         if dechunk || framing == Framing::UntilClose {
-            session.set_keepalive(None);
+            session.close_after();
         }
         let head = self.client_head(session, ctx, state, &x, dechunk);
         ctx.status = Some(status);
@@ -154,7 +212,7 @@ impl Proxy {
             Err(e) => {
                 // The head is out: the only honest end is closing the client
                 // connection, so it sees a short body rather than a wrong one.
-                session.set_keepalive(None);
+                session.close_after();
                 ctx.aborted = Some(match &e {
                     CopyError::Upstream(_) => "upstream body",
                     CopyError::Client(_) => "client gone",
@@ -182,26 +240,42 @@ impl Proxy {
     }
 
     /// Answers with the OCI error for an upstream failure before anything was written.
-    async fn fail_fast(&self, session: &mut Session, ctx: &mut RequestCtx, e: &Error) -> Result<Handoff> {
+    async fn fail_fast<D: Downstream>(
+        &self,
+        session: &mut D,
+        ctx: &mut RequestCtx,
+        e: &Error,
+    ) -> Result<Handoff> {
         let err = errors::classify(e, ctx).unwrap_or_else(|| errors::internal(ctx));
-        self.reject(session, ctx, err).await?;
+        self.reject_fast(session, ctx, err).await?;
         Ok(Handoff::Done)
     }
 
-    /// The registry's response head as the client sees it.
-    fn client_head(
+    /// Answers with `err` (the registry's status is no longer the client's).
+    async fn reject_fast<D: Downstream>(
         &self,
-        session: &Session,
+        session: &mut D,
+        ctx: &mut RequestCtx,
+        err: OciError,
+    ) -> Result<()> {
+        ctx.upstream_status = None;
+        ctx.status = Some(err.status);
+        session.answer(Reply::error(&err)).await
+    }
+
+    /// The registry's response head as the client sees it.
+    fn client_head<D: Downstream>(
+        &self,
+        session: &D,
         ctx: &RequestCtx,
         state: &ConnectorState,
         x: &Exchange,
         dechunk: bool,
     ) -> Vec<u8> {
-        let keep = session.as_downstream().get_keepalive().is_some();
-        let connection = fastlane::connection_header(session.req_header().version, keep);
+        let connection = fastlane::connection_header(session.http10(), session.keeps_alive());
         let needs_view =
             x.head.header(&x.buf, "Location").is_some() || x.head.header(&x.buf, "Link").is_some();
-        let origin = needs_view.then(|| client_origin(&self.settings, session.req_header()));
+        let origin = needs_view.then(|| client_origin(&self.settings, session.host()));
         let Some((view, tags)) = origin.as_deref().and_then(|o| ctx.client_view(state, o)) else {
             return x.head.client_head(&x.buf, connection, dechunk, |_, _| None);
         };

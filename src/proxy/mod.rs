@@ -18,6 +18,7 @@ pub mod client_auth;
 mod errors;
 mod fast;
 pub mod fastlane;
+pub mod front;
 pub mod oci_error;
 pub mod peer;
 pub mod respond;
@@ -46,12 +47,32 @@ use fast::Handoff;
 use fastlane::FastLane;
 use oci_error::OciError;
 use peer::{Resolver, Target};
+use respond::Reply;
 use rewrite::ClientView;
+
+/// What a client asked for, as far as [`Proxy::decide`] needs to know.
+struct Ask<'a> {
+    method: &'a Method,
+    host: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    authorization: Option<&'a [u8]>,
+}
+
+/// What the proxy makes of a request before any registry is contacted.
+enum Decision {
+    /// Answer with this (errors, `GET /v2/`, rendered configurations).
+    Answer(Reply),
+    /// Proxy to this connector; the context holds the route, upstream URI,
+    /// scopes and `Authorization`.
+    Proxy(Arc<ConnectorState>),
+}
 
 /// Redirects followed for one request before giving up.
 const MAX_REDIRECTS: u8 = 5;
 
 /// The proxy service. Dependencies are passed in; tests build their own.
+#[derive(Clone)]
 pub struct Proxy {
     /// The live connector snapshot.
     pub registry: Arc<Registry>,
@@ -163,72 +184,26 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        let snapshot = self.registry.load();
         let req = session.req_header();
-        let host = request_host(req).to_string();
-        let path = req.uri.path().to_string();
-        let query = req.uri.query().map(str::to_string);
-        let method = req.method.clone();
-
-        // Authenticate before routing, so an unauthenticated caller learns
-        // nothing about which connectors exist.
-        let authorization = req.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes());
-        let admission =
-            match client_auth::admit(self.client_keys.as_deref(), authorization, SystemTime::now()) {
-                Ok(a) => a,
-                Err(err) => {
-                    respond::unauthorized(session, &err).await?;
-                    return Ok(true);
-                }
-            };
-        let route = match routing::route(&snapshot.router, &host, &path, query.as_deref()) {
-            Route::Base => {
-                respond::api_base(session).await?;
+        let ask = Ask {
+            method: &req.method,
+            host: request_host(req),
+            path: req.uri.path(),
+            query: req.uri.query(),
+            authorization: req.headers.get(http::header::AUTHORIZATION).map(|v| v.as_bytes()),
+        };
+        let state = match self.decide(&ask, ctx).await {
+            Decision::Answer(reply) => {
+                respond::send(session, reply).await?;
                 return Ok(true);
             }
-            Route::NotFound(why) => {
-                let err =
-                    OciError::new(404, "NAME_INVALID", format!("no registry route for {path}")).hint(why);
-                return self.reject(session, ctx, err).await;
-            }
-            Route::Configuration { connector, config } => {
-                let result = self.configuration(&snapshot, &admission, session, &connector, &config);
-                return match result {
-                    Ok((kind, text)) => {
-                        let mut h = ResponseHeader::build(200, Some(2))?;
-                        h.insert_header("Content-Type", kind.content_type())?;
-                        respond::send(session, h, bytes::Bytes::from(text)).await?;
-                        Ok(true)
-                    }
-                    Err(err) => self.reject(session, ctx, err).await,
-                };
-            }
-            Route::Registry(r) => r,
+            Decision::Proxy(state) => state,
         };
-        let Some(state) = snapshot.select(&route.selector).cloned() else {
-            return self.reject(session, ctx, errors::unknown_connector(&route.selector)).await;
-        };
-        if let Err(err) = admission.allows(&state.connector.id, client_auth::is_write(&method)) {
-            return self.reject(session, ctx, err).await;
-        }
-        let connector = &state.connector;
-        ctx.upstream_repo = rewrite::upstream_repository(connector, &route.repository);
-        let uq = rewrite::upstream_query(query.as_deref(), &route.client_prefix, connector);
-        ctx.upstream_uri = format!("/v2/{}/{}", ctx.upstream_repo, route.endpoint.path_suffix());
-        if let Some(q) = &uq.query {
-            ctx.upstream_uri.push('?');
-            ctx.upstream_uri.push_str(q);
-        }
-        ctx.scopes = auth::scope::predict(&method, &ctx.upstream_repo, uq.mount_from.as_deref());
-        ctx.connector = Some(state.clone());
-        ctx.route = Some(route);
-
-        match self.auth.authorization(&state, &ctx.scopes).await {
-            Ok(a) => ctx.auth = a,
-            Err(e) => {
-                let err = errors::auth_failed(&state, &e);
-                return self.reject(session, ctx, err).await;
-            }
+        if let Some(next) = front::take_redirect(session) {
+            // The front door already asked the registry and was sent elsewhere.
+            ctx.redirects = 1;
+            ctx.redirect = Some(next);
+            return Ok(false);
         }
         if let Some(fd) = self.fast_lane_fd(session, &state) {
             return match self.serve_fast(session, ctx, &state, fd).await? {
@@ -392,7 +367,7 @@ impl ProxyHttp for Proxy {
         let err = ctx.failure.take().or_else(|| errors::classify(e, ctx));
         let code = match err {
             Some(err) if session.response_written().is_none() => {
-                if let Err(we) = respond::error(session, &err).await {
+                if let Err(we) = respond::send(session, Reply::error(&err)).await {
                     log::debug!("cannot send error response: {we}");
                 }
                 err.status
@@ -406,10 +381,71 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let req = session.req_header();
         let status = session.response_written().map(|r| r.status.as_u16()).or(ctx.status).unwrap_or(0);
+        self.record(&req.method, req.uri.path(), status, e.map(|e| e.etype().as_str()), ctx);
+    }
+}
+
+impl Proxy {
+    /// Decides about a request before any registry is contacted: client
+    /// authentication first (so an unauthenticated caller learns nothing about
+    /// which connectors exist), then the route, the connector and its upstream
+    /// `Authorization`, which is obtained before any request body is read.
+    async fn decide(&self, ask: &Ask<'_>, ctx: &mut RequestCtx) -> Decision {
+        let snapshot = self.registry.load();
+        let admission =
+            match client_auth::admit(self.client_keys.as_deref(), ask.authorization, SystemTime::now()) {
+                Ok(a) => a,
+                Err(err) => return Decision::Answer(Reply::unauthorized(&err)),
+            };
+        let route = match routing::route(&snapshot.router, ask.host, ask.path, ask.query) {
+            Route::Base => return Decision::Answer(Reply::api_base()),
+            Route::NotFound(why) => {
+                let path = ask.path;
+                let err =
+                    OciError::new(404, "NAME_INVALID", format!("no registry route for {path}")).hint(why);
+                return Decision::Answer(Reply::error(&err));
+            }
+            Route::Configuration { connector, config } => {
+                return Decision::Answer(
+                    match self.configuration(&snapshot, &admission, ask.authorization, &connector, &config) {
+                        Ok((kind, text)) => Reply::file(kind.content_type(), text),
+                        Err(err) => Reply::error(&err),
+                    },
+                );
+            }
+            Route::Registry(r) => r,
+        };
+        let Some(state) = snapshot.select(&route.selector).cloned() else {
+            return Decision::Answer(Reply::error(&errors::unknown_connector(&route.selector)));
+        };
+        if let Err(err) = admission.allows(&state.connector.id, client_auth::is_write(ask.method)) {
+            return Decision::Answer(Reply::error(&err));
+        }
+        let connector = &state.connector;
+        ctx.upstream_repo = rewrite::upstream_repository(connector, &route.repository);
+        let uq = rewrite::upstream_query(ask.query, &route.client_prefix, connector);
+        ctx.upstream_uri = format!("/v2/{}/{}", ctx.upstream_repo, route.endpoint.path_suffix());
+        if let Some(q) = &uq.query {
+            ctx.upstream_uri.push('?');
+            ctx.upstream_uri.push_str(q);
+        }
+        ctx.scopes = auth::scope::predict(ask.method, &ctx.upstream_repo, uq.mount_from.as_deref());
+        ctx.connector = Some(state.clone());
+        ctx.route = Some(route);
+
+        match self.auth.authorization(&state, &ctx.scopes).await {
+            Ok(a) => ctx.auth = a,
+            Err(e) => return Decision::Answer(Reply::error(&errors::auth_failed(&state, &e))),
+        }
+        Decision::Proxy(state)
+    }
+
+    /// Records a finished request: metrics, and the access log line when enabled.
+    fn record(&self, method: &Method, path: &str, status: u16, error: Option<&str>, ctx: &RequestCtx) {
         let duration = ctx.started.elapsed();
         let endpoint = match &ctx.route {
             Some(r) => r.endpoint.kind(),
-            None if req.uri.path().trim_end_matches('/') == "/v2" => "base",
+            None if path.trim_end_matches('/') == "/v2" => "base",
             None => "none",
         };
         self.metrics.record_request(&RequestRecord {
@@ -418,7 +454,7 @@ impl ProxyHttp for Proxy {
                 .as_ref()
                 .map(|c| c.label.clone())
                 .unwrap_or_else(|| Arc::from(NO_CONNECTOR)),
-            method: &req.method,
+            method,
             endpoint,
             status,
             duration,
@@ -436,8 +472,8 @@ impl ProxyHttp for Proxy {
                 target: "oci_connector::access",
                 "connector={} method={} path={} status={} upstream_status={} bytes_in={} bytes_out={} duration_ms={} token_cached={} redirects={}{}",
                 ctx.connector_label(),
-                req.method,
-                req.uri.path(),
+                method,
+                path,
                 status,
                 ctx.upstream_status.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
                 ctx.bytes_in,
@@ -445,21 +481,9 @@ impl ProxyHttp for Proxy {
                 duration.as_millis(),
                 ctx.auth.from_cache,
                 ctx.redirects,
-                e.map(|e| e.etype().as_str())
-                    .or(ctx.aborted)
-                    .map(|e| format!(" error=\"{e}\""))
-                    .unwrap_or_default(),
+                error.or(ctx.aborted).map(|e| format!(" error=\"{e}\"")).unwrap_or_default(),
             );
         }
-    }
-}
-
-impl Proxy {
-    /// Writes `err` as the response and ends the request.
-    async fn reject(&self, session: &mut Session, ctx: &mut RequestCtx, err: OciError) -> Result<bool> {
-        ctx.upstream_status = None;
-        respond::error(session, &err).await?;
-        Ok(true)
     }
 
     /// Renders a client configuration for one connector with the caller's own
@@ -468,7 +492,7 @@ impl Proxy {
         &self,
         snapshot: &Snapshot,
         admission: &Admission,
-        session: &Session,
+        authorization: Option<&[u8]>,
         id: &ConnectorId,
         config: &str,
     ) -> Result<(ClientConfigKind, String), OciError> {
@@ -483,12 +507,7 @@ impl Proxy {
         let (subject, push, token) = match admission {
             Admission::Open => ("oci-connector".to_string(), true, None),
             Admission::Granted(g) => {
-                let token = session
-                    .req_header()
-                    .headers
-                    .get(http::header::AUTHORIZATION)
-                    .and_then(|v| credential_from_authorization(v.as_bytes()));
-                (g.subject.clone(), g.push, token)
+                (g.subject.clone(), g.push, authorization.and_then(credential_from_authorization))
             }
         };
         let input = RenderInput {
@@ -538,7 +557,7 @@ impl Proxy {
         // The registry's challenge points at its own token server; clients
         // authenticate to us, never there.
         resp.remove_header("WWW-Authenticate");
-        let origin = client_origin(&self.settings, session.req_header());
+        let origin = client_origin(&self.settings, request_host(session.req_header()));
         let Some((view, tags)) = ctx.client_view(state, &origin) else { return Ok(()) };
         for name in ["Location", "Link"] {
             if let Some(v) = header_str(resp, name).and_then(|v| view.header(name, v, tags)) {
@@ -558,9 +577,8 @@ fn request_host(req: &RequestHeader) -> &str {
         .unwrap_or("")
 }
 
-/// `scheme://host[:port]` the client used to reach us.
-fn client_origin(settings: &Settings, req: &RequestHeader) -> String {
-    let host = request_host(req);
+/// `scheme://host[:port]` the client used to reach us (`host` is its `Host`).
+fn client_origin(settings: &Settings, host: &str) -> String {
     if host.is_empty() {
         return settings.public_url.origin().ascii_serialization();
     }

@@ -1,7 +1,6 @@
 //! OCI error responses: `{"errors":[{"code","message","detail"}]}` with the right status.
 
 use bytes::Bytes;
-use pingora_http::ResponseHeader;
 use serde::Serialize;
 
 /// One error the proxy reports to a client, in the distribution spec's shape.
@@ -57,15 +56,6 @@ impl OciError {
             }],
         };
         Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
-    }
-
-    /// Response header for [`OciError::body`] of `len` bytes.
-    pub fn header(&self, len: usize) -> pingora_error::Result<ResponseHeader> {
-        let mut h = ResponseHeader::build(self.status, Some(4))?;
-        h.insert_header("Content-Type", "application/json")?;
-        h.insert_header("Content-Length", len.to_string())?;
-        h.insert_header("Docker-Distribution-API-Version", "registry/2.0")?;
-        Ok(h)
     }
 }
 

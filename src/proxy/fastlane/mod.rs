@@ -366,8 +366,8 @@ fn upstream_error(etype: ErrorType, why: impl Into<String>) -> Box<Error> {
 
 /// `Connection` header for the client: HTTP/1.1 keeps by default, HTTP/1.0
 /// only when told (ApacheBench and old tools send 1.0 with keep-alive).
-pub fn connection_header(version: http::Version, keep: bool) -> Option<&'static str> {
-    match (version == http::Version::HTTP_10, keep) {
+pub fn connection_header(http10: bool, keep: bool) -> Option<&'static str> {
+    match (http10, keep) {
         (_, false) => Some("close"),
         (true, true) => Some("keep-alive"),
         (false, true) => None,
