@@ -9,7 +9,8 @@
 //! ([`crate::routing::Endpoint::kind`] plus `base`/`config`/`none`) and the status
 //! class. Never a digest, tag or repository name, which are unbounded.
 
-use std::collections::HashMap;
+// foldhash: read on every request; the keys are ours (connector ids, label sets, addresses), not chosen by clients.
+use foldhash::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

@@ -3,7 +3,8 @@
 //! A request loads the current [`Snapshot`] once and uses it to the end, so a
 //! reload never changes a connector under a request in flight.
 
-use std::collections::HashMap;
+// foldhash: read on every request; the keys are ours (connector ids, label sets, addresses), not chosen by clients.
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +28,8 @@ pub struct ConnectorState {
     pub http: reqwest::Client,
     /// Extra trusted CAs for the proxied connection, parsed once.
     pub tls_ca: Option<Arc<[WrappedX509]>>,
+    /// `host[:port]` of the registry as sent in `Host` (computed once).
+    pub authority: String,
     /// Recent upstream `Authorization` answers (the token cache's hot path).
     pub auth_memo: crate::auth::AuthMemo,
     /// TLS for the fast lane to an `https://` registry (system roots plus the
@@ -95,6 +98,7 @@ impl Snapshot {
                 fingerprint,
                 label,
                 cache_key,
+                authority: c.upstream.authority(),
                 connector: c,
                 http,
                 tls_ca,

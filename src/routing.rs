@@ -181,22 +181,26 @@ fn api_route(selector: Selector, api: &str, client_prefix: String) -> Route {
 /// Finds the endpoint from the end of the path: repository names may contain
 /// slashes (and even words like `blobs`), references and digests never do.
 pub fn split_api_path(api: &str) -> Option<(&str, Endpoint)> {
-    let segs: Vec<&str> = api.split('/').collect();
-    let n = segs.len();
-    let (repo_len, endpoint) = match segs.as_slice() {
-        [.., "blobs", "uploads", ""] if n > 3 => (n - 3, Endpoint::UploadStart),
-        [.., "blobs", "uploads", id] if n > 3 && !id.contains(':') => {
-            (n - 3, Endpoint::UploadSession((*id).to_string()))
+    // The last three segments, and whatever precedes them (no allocation:
+    // this runs for every request).
+    let (rest, last) = api.rsplit_once('/')?;
+    let (rest2, second) = rest.rsplit_once('/').map_or((None, rest), |(r, s)| (Some(r), s));
+    let (rest3, third) = match rest2 {
+        Some(r) => r.rsplit_once('/').map_or((None, Some(r)), |(r3, t)| (Some(r3), Some(t))),
+        None => (None, None),
+    };
+    // Repository = everything before the endpoint's two or three segments.
+    let (repository, endpoint) = match (third, second, last) {
+        (Some("blobs"), "uploads", "") => (rest3?, Endpoint::UploadStart),
+        (Some("blobs"), "uploads", id) if !id.contains(':') => {
+            (rest3?, Endpoint::UploadSession(id.to_string()))
         }
-        [.., "manifests", r] if n > 2 && valid_reference(r) => (n - 2, Endpoint::Manifest((*r).to_string())),
-        [.., "blobs", d] if n > 2 && valid_digest(d) => (n - 2, Endpoint::Blob((*d).to_string())),
-        [.., "tags", "list"] if n > 2 => (n - 2, Endpoint::Tags),
-        [.., "referrers", d] if n > 2 && valid_digest(d) => (n - 2, Endpoint::Referrers((*d).to_string())),
+        (_, "manifests", r) if valid_reference(r) => (rest2?, Endpoint::Manifest(r.to_string())),
+        (_, "blobs", d) if valid_digest(d) => (rest2?, Endpoint::Blob(d.to_string())),
+        (_, "tags", "list") => (rest2?, Endpoint::Tags),
+        (_, "referrers", d) if valid_digest(d) => (rest2?, Endpoint::Referrers(d.to_string())),
         _ => return None,
     };
-    // Byte length of the first `repo_len` segments joined by '/'.
-    let repo_bytes: usize = segs[..repo_len].iter().map(|s| s.len()).sum::<usize>() + repo_len - 1;
-    let repository = &api[..repo_bytes];
     valid_repository(repository).then_some((repository, endpoint))
 }
 

@@ -110,7 +110,6 @@ impl Proxy {
             Err(e) => return self.fail_fast(session, ctx, &e).await,
         };
         let head_request = session.method() == Method::HEAD;
-        let authority = upstream.authority();
         // TLS connections are pooled per connector identity: one verified with
         // this connector's CAs must not serve a connector without them.
         let key = PoolKey { addr, verified_for: state.fast_tls.as_ref().map(|_| state.cache_key.clone()) };
@@ -118,7 +117,7 @@ impl Proxy {
             let request = h1::request_head(
                 session.method().as_str(),
                 &ctx.upstream_uri,
-                &authority,
+                &state.authority,
                 ctx.auth.header.as_ref().map(|h| h.expose()),
                 session.headers(),
             );

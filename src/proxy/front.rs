@@ -28,7 +28,7 @@ use pingora_core::protocols::Stream;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::ShutdownWatch;
 use pingora_error::{Error, ErrorType, Result};
-use pingora_proxy::{HttpProxy, ProxyHttp, Session};
+use pingora_proxy::{HttpProxy, ProxyHttp};
 use pingora_timeout::fast_timeout::fast_timeout;
 use tokio::io::AsyncReadExt;
 use url::Url;
@@ -56,12 +56,13 @@ pub struct FrontDoor {
 
 /// A storage redirect the front door received for a request it then handed
 /// to Pingora: the general path goes straight there instead of asking the
-/// registry again. Travels as the connection user context of the session.
-struct FrontRedirect(Url);
+/// registry again. Travels as the session's connection user context, which
+/// Pingora's `process_new_http` takes out and gives to
+/// `ProxyHttp::on_connection_reuse` (see [`redirect_of`]).
+pub(super) struct FrontRedirect(Url);
 
-/// The redirect the front door handed over with this request, if any.
-pub(super) fn take_redirect(session: &mut Session) -> Option<Url> {
-    let context = session.as_downstream_mut().take_connection_user_context()?;
+/// The redirect in a connection user context set by the front door, if any.
+pub(super) fn redirect_of(context: Box<dyn std::any::Any + Send + Sync>) -> Option<Url> {
     context.downcast::<FrontRedirect>().ok().map(|r| r.0)
 }
 
@@ -69,8 +70,8 @@ pub(super) fn take_redirect(session: &mut Session) -> Option<Url> {
 enum Outcome {
     /// Answered; the connection stays open when `keep` is true.
     Served { keep: bool },
-    /// Pingora serves this request (still in the buffer), with the redirect
-    /// the front door already received, if any.
+    /// Pingora serves this request (still at the start of the buffer), with
+    /// the redirect the front door already received, if any.
     HandOver(Option<Url>),
 }
 
@@ -171,16 +172,18 @@ impl ServerApp for FrontDoor {
                 match req.parse(&inbound.buf) {
                     Ok(httparse::Status::Complete(len)) if fd >= 0 => {
                         let shutting_down = *shutdown.borrow();
-                        let outcome = self.serve(&req, fd, shutting_down).await;
-                        Some((outcome, len))
+                        match self.serve(&req, fd, shutting_down).await {
+                            Outcome::Served { keep } => Some(Ok((keep, len))),
+                            Outcome::HandOver(redirect) => Some(Err((redirect, request_len(&req, len)))),
+                        }
                     }
                     Ok(httparse::Status::Partial) if inbound.buf.len() < MAX_HEAD => None,
                     // Malformed, oversized, too many headers: Pingora answers.
-                    _ => Some((Outcome::HandOver(None), 0)),
+                    _ => Some(Err((None, None))),
                 }
             };
             match outcome {
-                Some((Outcome::Served { keep }, len)) => {
+                Some(Ok((keep, len))) => {
                     if !keep {
                         return None;
                     }
@@ -189,9 +192,17 @@ impl ServerApp for FrontDoor {
                         continue;
                     }
                 }
-                Some((Outcome::HandOver(redirect), _)) => {
+                Some(Err((redirect, len))) => {
+                    // Pingora gets this request's bytes only: with pipelining
+                    // off it would not reuse a connection it read past, so what
+                    // follows (pipelined requests) stays here. A request whose
+                    // end is unknown (chunked, malformed) takes all of it.
+                    let rest = match len {
+                        Some(len) if len <= inbound.buf.len() => inbound.buf.split_off(len),
+                        _ => Vec::with_capacity(READ_CHUNK),
+                    };
                     let stream = self.hand_over(inbound, redirect, shutdown).await?;
-                    inbound = Inbound { stream, buf: Vec::with_capacity(READ_CHUNK) };
+                    inbound = Inbound { stream, buf: rest };
                     continue;
                 }
                 None => {}
@@ -212,6 +223,21 @@ impl ServerApp for FrontDoor {
     async fn cleanup(&self) {
         self.general.http_cleanup().await;
     }
+}
+
+/// Bytes of the request whose head is `head_len` long, body included, when
+/// its length is known from the head (`None` for chunked or malformed framing).
+fn request_len(req: &httparse::Request<'_, '_>, head_len: usize) -> Option<usize> {
+    let mut body = 0;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            return None;
+        }
+        if h.name.eq_ignore_ascii_case("content-length") {
+            body = std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok()?;
+        }
+    }
+    head_len.checked_add(body)
 }
 
 /// The parts of a request head the front door acts on; `None` when the

@@ -183,6 +183,20 @@ impl ProxyHttp for Proxy {
         }
     }
 
+    /// Receives what the front door handed over with a request: the storage
+    /// redirect it already got from the registry for it.
+    fn on_connection_reuse(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+        prev_ctx: Box<dyn std::any::Any + Send + Sync>,
+    ) {
+        if let Some(next) = front::redirect_of(prev_ctx) {
+            ctx.redirects = 1;
+            ctx.redirect = Some(next);
+        }
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let req = session.req_header();
         let ask = Ask {
@@ -199,10 +213,9 @@ impl ProxyHttp for Proxy {
             }
             Decision::Proxy(state) => state,
         };
-        if let Some(next) = front::take_redirect(session) {
-            // The front door already asked the registry and was sent elsewhere.
-            ctx.redirects = 1;
-            ctx.redirect = Some(next);
+        if ctx.redirect.is_some() {
+            // The front door already asked the registry and was sent elsewhere
+            // (`on_connection_reuse`): Pingora goes straight there.
             return Ok(false);
         }
         if let Some(fd) = self.fast_lane_fd(session, &state) {

@@ -80,3 +80,120 @@ pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut out);
     out
 }
+
+/// A response read off a raw client socket by [`read_response`].
+#[derive(Debug)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header names lowercased, in wire order.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked when it came chunked.
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The first header called `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// `Content-Length`, if present and numeric.
+    pub fn content_length(&self) -> Option<usize> {
+        self.header("content-length").and_then(|v| v.parse().ok())
+    }
+
+    /// Whether `Connection` lists `token` (case-insensitive).
+    pub fn connection_has(&self, token: &str) -> bool {
+        self.header("connection").is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    }
+}
+
+/// Reads one whole response from `stream` within `patience`. `buf` holds bytes
+/// already read past the previous response and keeps those past this one, so
+/// pipelined responses can be read one after another. The body is framed by
+/// `Content-Length`, by chunks, or (neither) by the end of the connection; a
+/// response to HEAD (`head_request`), a 1xx, 204 or 304 has none. Panics when
+/// the connection ends before the response does.
+pub async fn read_response<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    head_request: bool,
+    patience: Duration,
+) -> RawResponse {
+    within(patience, "response", async {
+        let end = read_head(stream, buf).await.expect("connection closed before a response head");
+        let head: Vec<u8> = buf.drain(..end).collect();
+        let text = String::from_utf8(head).expect("UTF-8 response head");
+        let mut lines = text.split("\r\n");
+        let status_line = lines.next().unwrap_or_default();
+        assert!(status_line.starts_with("HTTP/1."), "not a status line: {status_line:?}");
+        let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status code");
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let mut resp = RawResponse { status, headers, body: Vec::new() };
+        if head_request || matches!(status, 100..=199 | 204 | 304) {
+            return resp;
+        }
+        let chunked = resp.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+        if chunked {
+            resp.body = read_chunks(stream, buf).await;
+        } else if let Some(len) = resp.content_length() {
+            fill(stream, buf, len).await;
+            resp.body = buf.drain(..len).collect();
+        } else {
+            resp.body = std::mem::take(buf);
+            let _ = stream.read_to_end(&mut resp.body).await;
+        }
+        resp
+    })
+    .await
+}
+
+/// Whether the peer ends `stream` (EOF or reset) within `patience` without
+/// sending another byte.
+pub async fn closes_without_more<S: AsyncRead + Unpin>(stream: &mut S, patience: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(within(patience, "connection close", stream.read(&mut byte)).await, Ok(0) | Err(_))
+}
+
+/// Reads until `buf` holds at least `n` bytes; panics at end of stream.
+async fn fill<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>, n: usize) {
+    while buf.len() < n {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let got = stream.read(&mut chunk).await.unwrap_or(0);
+        assert!(got > 0, "connection closed with {} of {n} expected bytes", buf.len());
+        buf.extend_from_slice(&chunk[..got]);
+    }
+}
+
+/// Takes one CRLF-terminated line off `buf` (reading more as needed), without the CRLF.
+async fn line<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> String {
+    loop {
+        if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = buf.drain(..i + 2).take(i).collect();
+            return String::from_utf8(line).expect("UTF-8 chunk line");
+        }
+        let want = buf.len() + 1;
+        fill(stream, buf, want).await;
+    }
+}
+
+/// A chunked body, de-chunked (trailers are read and dropped).
+async fn read_chunks<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut Vec<u8>) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let size_line = line(stream, buf).await;
+        let size = size_line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16).unwrap_or_else(|_| panic!("chunk size {size_line:?}"));
+        if size == 0 {
+            while !line(stream, buf).await.is_empty() {}
+            return body;
+        }
+        fill(stream, buf, size + 2).await;
+        body.extend(buf.drain(..size));
+        assert_eq!(buf.drain(..2).collect::<Vec<u8>>(), b"\r\n", "chunk not followed by CRLF");
+    }
+}

@@ -3,7 +3,8 @@
 //! never per connection); TLS connections only within the connector whose trust
 //! roots verified them.
 
-use std::collections::HashMap;
+// foldhash: read on every request; the keys are ours (connector ids, label sets, addresses), not chosen by clients.
+use foldhash::{HashMap, HashMapExt};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
