@@ -113,6 +113,12 @@ pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     // process (and requests in flight) alive for `grace_period_seconds`; the
     // runtime shutdown after it cancels whatever still runs. [`Drain`] ends the
     // process early once nothing is in flight.
+    // One runtime per thread when the front door serves the listener: it moves
+    // each client socket to the runtime its task runs on, and the fast lane
+    // pools upstream connections per thread, so a request never wakes another
+    // thread (measured: docs/performance.md). Pingora's general path alone
+    // keeps the shared work-stealing runtime.
+    conf.work_stealing = !settings.upstream.fast_lane;
     conf.grace_period_seconds = Some(GRACEFUL_SHUTDOWN_SECONDS);
     conf.graceful_shutdown_timeout_seconds = Some(RUNTIME_SHUTDOWN_SECONDS);
     if let Some(sock) = opts.upgrade_sock {

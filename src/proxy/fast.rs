@@ -112,7 +112,11 @@ impl Proxy {
         let head_request = session.method() == Method::HEAD;
         // TLS connections are pooled per connector identity: one verified with
         // this connector's CAs must not serve a connector without them.
-        let key = PoolKey { addr, verified_for: state.fast_tls.as_ref().map(|_| state.cache_key.clone()) };
+        let key = PoolKey {
+            addr,
+            verified_for: state.fast_tls.as_ref().map(|_| state.cache_key.clone()),
+            thread: std::thread::current().id(),
+        };
         let mut x = loop {
             let request = h1::request_head(
                 session.method().as_str(),

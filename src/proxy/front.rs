@@ -15,7 +15,7 @@
 //! head, a connector the fast lane cannot reach, a TLS client — goes to
 //! Pingora, which answers exactly as it would without the front door.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use pingora_error::{Error, ErrorType, Result};
 use pingora_proxy::{HttpProxy, ProxyHttp};
 use pingora_timeout::fast_timeout::fast_timeout;
 use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 use url::Url;
 
 use super::fast::{Downstream, Handoff};
@@ -77,8 +78,37 @@ enum Outcome {
 
 /// One client connection and the bytes read from it but not yet consumed.
 struct Inbound {
-    stream: Stream,
+    /// The client socket, registered with the runtime this connection's task
+    /// runs on (see [`adopt`]).
+    stream: TcpStream,
     buf: Vec<u8>,
+}
+
+/// Takes the client socket out of Pingora's stream and registers it with the
+/// current runtime: with one runtime per thread (`work_stealing: false`),
+/// Pingora spawns the connection's task on a random runtime while the socket
+/// stays registered with the accepting one, so every wake-up would cross
+/// threads. The descriptor is duplicated and Pingora's stream dropped (which
+/// deregisters and closes only its descriptor; the socket lives on). `None`
+/// for anything but a TCP socket.
+fn adopt(stream: Stream) -> Option<TcpStream> {
+    let fd = stream.id();
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `fd` is the open socket of `stream`; the duplicate is a new
+    // descriptor that the std stream below owns and closes.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if dup < 0 {
+        return None;
+    }
+    // SAFETY: `dup` is a fresh descriptor owned by nothing else.
+    let std = unsafe { std::net::TcpStream::from_raw_fd(dup) };
+    // A Unix socket has no TCP address: keep Pingora's stream for it.
+    std.local_addr().ok()?;
+    drop(stream);
+    std.set_nonblocking(true).ok()?;
+    TcpStream::from_std(std).ok()
 }
 
 impl FrontDoor {
@@ -136,14 +166,9 @@ impl FrontDoor {
         inbound: Inbound,
         redirect: Option<Url>,
         shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
+    ) -> Option<TcpStream> {
         let Inbound { stream, buf } = inbound;
-        let Ok(mut l4) = stream.into_any().downcast::<L4Stream>() else {
-            // Only TCP and Unix streams reach a plain listener; anything else
-            // cannot take back what was read, so the connection ends.
-            log::warn!("front door: unexpected stream type, closing the connection");
-            return None;
-        };
+        let mut l4 = Box::new(L4Stream::from(stream));
         l4.rewind(&buf);
         let mut session = ServerSession::new_http1(l4);
         session.set_keepalive(if *shutdown.borrow() { None } else { Some(KEEPALIVE.as_secs()) });
@@ -151,7 +176,7 @@ impl FrontDoor {
             session.set_connection_user_context(Some(Box::new(FrontRedirect(url))));
         }
         let reused = self.general.process_new_http(session, shutdown).await?;
-        Some(reused.consume().0)
+        adopt(reused.consume().0)
     }
 }
 
@@ -163,9 +188,10 @@ impl ServerApp for FrontDoor {
             return ServerApp::process_new(&self.general, stream, shutdown).await;
         }
         let io_timeout = self.proxy.fastlane.io_timeout();
+        let stream = adopt(stream)?;
         let mut inbound = Inbound { stream, buf: Vec::with_capacity(READ_CHUNK) };
         loop {
-            let fd = inbound.stream.id();
+            let fd = inbound.stream.as_raw_fd();
             let outcome = {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 let mut req = httparse::Request::new(&mut headers);

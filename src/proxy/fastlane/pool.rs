@@ -18,6 +18,9 @@ pub struct PoolKey {
     pub addr: SocketAddr,
     /// For TLS: the connector (and credential/CA fingerprint) that verified it.
     pub verified_for: Option<Arc<str>>,
+    /// The thread that released it: with one runtime per thread, a connection
+    /// is registered with its thread's runtime and is best reused there.
+    pub thread: std::thread::ThreadId,
 }
 
 /// Idle connections kept per upstream address; more are closed on release.
@@ -107,7 +110,11 @@ mod tests {
     #[tokio::test]
     async fn returns_the_latest_connection_and_expires_old_ones() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = PoolKey { addr: l.local_addr().unwrap(), verified_for: None };
+        let addr = PoolKey {
+            addr: l.local_addr().unwrap(),
+            verified_for: None,
+            thread: std::thread::current().id(),
+        };
         let addr = &addr;
         let pool = Pool::new(Duration::from_millis(50));
         let mut held = Vec::new();
@@ -135,17 +142,30 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let pool = Pool::new(Duration::from_secs(60));
         let mut held = Vec::new();
-        let a = PoolKey { addr, verified_for: Some(Arc::from("ns/a\0fp1")) };
+        let a =
+            PoolKey { addr, verified_for: Some(Arc::from("ns/a\0fp1")), thread: std::thread::current().id() };
         pool.put(&a, pair(&l, &mut held).await);
-        assert!(pool.take(&PoolKey { addr, verified_for: Some(Arc::from("ns/b\0fp2")) }).is_none());
-        assert!(pool.take(&PoolKey { addr, verified_for: None }).is_none());
+        assert!(pool
+            .take(&PoolKey {
+                addr,
+                verified_for: Some(Arc::from("ns/b\0fp2")),
+                thread: std::thread::current().id()
+            })
+            .is_none());
+        assert!(pool
+            .take(&PoolKey { addr, verified_for: None, thread: std::thread::current().id() })
+            .is_none());
         assert!(pool.take(&a).is_some());
     }
 
     #[tokio::test]
     async fn keeps_a_bounded_number_per_address() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = PoolKey { addr: l.local_addr().unwrap(), verified_for: None };
+        let addr = PoolKey {
+            addr: l.local_addr().unwrap(),
+            verified_for: None,
+            thread: std::thread::current().id(),
+        };
         let addr = &addr;
         let pool = Pool::new(Duration::from_secs(60));
         let mut held = Vec::new();
