@@ -89,26 +89,32 @@ struct Inbound {
 /// Pingora spawns the connection's task on a random runtime while the socket
 /// stays registered with the accepting one, so every wake-up would cross
 /// threads. The descriptor is duplicated and Pingora's stream dropped (which
-/// deregisters and closes only its descriptor; the socket lives on). `None`
-/// for anything but a TCP socket.
-fn adopt(stream: Stream) -> Option<TcpStream> {
+/// deregisters and closes only its descriptor; the socket lives on). Pingora's
+/// stream comes back untouched when this is not a TCP socket or fails.
+fn adopt(stream: Stream) -> Result<TcpStream, Stream> {
     let fd = stream.id();
     if fd < 0 {
-        return None;
+        return Err(stream);
     }
     // SAFETY: `fd` is the open socket of `stream`; the duplicate is a new
     // descriptor that the std stream below owns and closes.
     let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
     if dup < 0 {
-        return None;
+        return Err(stream);
     }
     // SAFETY: `dup` is a fresh descriptor owned by nothing else.
     let std = unsafe { std::net::TcpStream::from_raw_fd(dup) };
-    // A Unix socket has no TCP address: keep Pingora's stream for it.
-    std.local_addr().ok()?;
-    drop(stream);
-    std.set_nonblocking(true).ok()?;
-    TcpStream::from_std(std).ok()
+    // A Unix socket has no TCP address.
+    if std.local_addr().is_err() || std.set_nonblocking(true).is_err() {
+        return Err(stream);
+    }
+    match TcpStream::from_std(std) {
+        Ok(own) => {
+            drop(stream);
+            Ok(own)
+        }
+        Err(_) => Err(stream),
+    }
 }
 
 impl FrontDoor {
@@ -118,7 +124,7 @@ impl FrontDoor {
         FrontDoor { general: Arc::new(pingora_proxy::http_proxy(conf, proxy.clone())), proxy }
     }
 
-    /// Serves one parsed request whose head is `head` bytes long.
+    /// Serves one parsed request, writing to the client socket `fd`.
     async fn serve(&self, req: &httparse::Request<'_, '_>, fd: RawFd, shutting_down: bool) -> Outcome {
         let Some(parts) = Parts::of(req) else { return Outcome::HandOver(None) };
         let mut ctx = ProxyHttp::new_ctx(&self.proxy);
@@ -176,7 +182,14 @@ impl FrontDoor {
             session.set_connection_user_context(Some(Box::new(FrontRedirect(url))));
         }
         let reused = self.general.process_new_http(session, shutdown).await?;
-        adopt(reused.consume().0)
+        match adopt(reused.consume().0) {
+            Ok(own) => Some(own),
+            Err(stream) => {
+                // Cannot take it back: Pingora keeps the connection.
+                let _ = ServerApp::process_new(&self.general, stream, shutdown).await;
+                None
+            }
+        }
     }
 }
 
@@ -188,7 +201,10 @@ impl ServerApp for FrontDoor {
             return ServerApp::process_new(&self.general, stream, shutdown).await;
         }
         let io_timeout = self.proxy.fastlane.io_timeout();
-        let stream = adopt(stream)?;
+        let stream = match adopt(stream) {
+            Ok(own) => own,
+            Err(stream) => return ServerApp::process_new(&self.general, stream, shutdown).await,
+        };
         let mut inbound = Inbound { stream, buf: Vec::with_capacity(READ_CHUNK) };
         loop {
             let fd = inbound.stream.as_raw_fd();
