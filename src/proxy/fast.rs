@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::os::fd::RawFd;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::Method;
 use pingora_error::{Error, Result};
@@ -47,6 +47,8 @@ pub(super) trait Downstream: Send {
     fn close_after(&mut self);
     /// Writes a response of the proxy's own.
     fn answer(&mut self, reply: Reply) -> impl Future<Output = Result<()>> + Send;
+    /// The client socket `fd` for writing the response head and body.
+    fn client(&self, fd: RawFd, timeout: Duration) -> fastlane::Client<'_>;
 }
 
 impl Downstream for Session {
@@ -76,6 +78,10 @@ impl Downstream for Session {
 
     fn answer(&mut self, reply: Reply) -> impl Future<Output = Result<()>> + Send {
         respond::send(self, reply)
+    }
+
+    fn client(&self, fd: RawFd, timeout: Duration) -> fastlane::Client<'_> {
+        fastlane::Client::new(fd, timeout)
     }
 }
 
@@ -181,7 +187,7 @@ impl Proxy {
         }
         let head = self.client_head(session, ctx, state, &x, dechunk);
         ctx.status = Some(status);
-        let mut client = fastlane::Client::new(fd, self.fastlane.io_timeout());
+        let mut client = session.client(fd, self.fastlane.io_timeout());
         let result = match framing {
             Framing::Empty | Framing::Length(_) => {
                 let length = if let Framing::Length(n) = framing { n } else { 0 };

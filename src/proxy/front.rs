@@ -125,7 +125,13 @@ impl FrontDoor {
     }
 
     /// Serves one parsed request, writing to the client socket `fd`.
-    async fn serve(&self, req: &httparse::Request<'_, '_>, fd: RawFd, shutting_down: bool) -> Outcome {
+    async fn serve(
+        &self,
+        req: &httparse::Request<'_, '_>,
+        stream: &TcpStream,
+        shutting_down: bool,
+    ) -> Outcome {
+        let fd = stream.as_raw_fd();
         let Some(parts) = Parts::of(req) else { return Outcome::HandOver(None) };
         let mut ctx = ProxyHttp::new_ctx(&self.proxy);
         let ask = Ask {
@@ -141,7 +147,7 @@ impl FrontDoor {
             host: parts.host,
             headers: req.headers,
             keep: parts.keep_alive && !shutting_down,
-            fd,
+            stream,
             timeout: self.proxy.fastlane.io_timeout(),
         };
         let result = match self.proxy.decide(&ask, &mut ctx).await {
@@ -214,7 +220,7 @@ impl ServerApp for FrontDoor {
                 match req.parse(&inbound.buf) {
                     Ok(httparse::Status::Complete(len)) if fd >= 0 => {
                         let shutting_down = *shutdown.borrow();
-                        match self.serve(&req, fd, shutting_down).await {
+                        match self.serve(&req, &inbound.stream, shutting_down).await {
                             Outcome::Served { keep } => Some(Ok((keep, len))),
                             Outcome::HandOver(redirect) => Some(Err((redirect, request_len(&req, len)))),
                         }
@@ -357,7 +363,7 @@ struct FrontRequest<'a> {
     host: &'a str,
     headers: &'a [httparse::Header<'a>],
     keep: bool,
-    fd: RawFd,
+    stream: &'a TcpStream,
     timeout: Duration,
 }
 
@@ -386,10 +392,14 @@ impl Downstream for FrontRequest<'_> {
         self.keep = false;
     }
 
+    fn client(&self, _fd: RawFd, timeout: Duration) -> Client<'_> {
+        Client::on(self.stream, timeout)
+    }
+
     async fn answer(&mut self, reply: Reply) -> Result<()> {
         let connection = fastlane::connection_header(self.http10, self.keep);
         let bytes = reply.h1(connection, self.method == Method::HEAD);
-        Client::new(self.fd, self.timeout)
+        Client::on(self.stream, self.timeout)
             .write_all(&[&bytes])
             .await
             .map_err(|e| Error::because(ErrorType::WriteError, "writing the response", e))

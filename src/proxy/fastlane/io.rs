@@ -3,11 +3,13 @@
 //! socket to the client socket through a pipe, without copying them into
 //! user space.
 //!
-//! The client socket is registered with Pingora's tokio reactor, which we
-//! cannot reach; when it would block we `dup` it and register the duplicate
-//! (epoll keys interest by descriptor, so both registrations coexist). The
-//! duplicate is deregistered before it is closed, as epoll requires. Small
-//! responses never block, so they cost no extra system call.
+//! A client socket the front door adopted is its own `TcpStream`, whose
+//! registration serves for waiting. One that Pingora owns (a request Pingora
+//! read) is registered with Pingora's reactor, which we cannot reach; when it
+//! would block we `dup` it and register the duplicate (epoll keys interest by
+//! descriptor, so both registrations coexist). The duplicate is deregistered
+//! before it is closed, as epoll requires. Small responses never block, so
+//! they cost no extra system call.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -22,19 +24,30 @@ const PIPE_SIZE: i32 = 1 << 20;
 /// Largest single splice request.
 const SPLICE_CHUNK: usize = 1 << 20;
 
-/// The client's socket, borrowed from Pingora for the length of one response.
-pub struct Client {
+/// The client's socket for the length of one response: borrowed from
+/// Pingora (a raw descriptor), or the front door's own `TcpStream`.
+pub struct Client<'a> {
     fd: RawFd,
+    /// Readiness source when the socket is registered with our runtime already.
+    stream: Option<&'a TcpStream>,
     registered: Option<AsyncFd<OwnedFd>>,
     timeout: Duration,
 }
 
-impl Client {
+impl Client<'static> {
     /// Wraps the raw descriptor of Pingora's downstream stream. The caller
     /// guarantees that Pingora has nothing buffered for it and writes nothing
     /// to it until this response is complete.
     pub fn new(fd: RawFd, timeout: Duration) -> Self {
-        Client { fd, registered: None, timeout }
+        Client { fd, stream: None, registered: None, timeout }
+    }
+}
+
+impl<'a> Client<'a> {
+    /// Writes to `stream`, waiting on its own registration when it would block
+    /// (no duplicate descriptor, no second epoll entry).
+    pub fn on(stream: &'a TcpStream, timeout: Duration) -> Self {
+        Client { fd: stream.as_raw_fd(), stream: Some(stream), registered: None, timeout }
     }
 
     /// Writes all of `parts` (one `writev` when the socket has room).
@@ -58,6 +71,18 @@ impl Client {
             other => return other,
         }
         let timeout = self.timeout;
+        if let Some(stream) = self.stream {
+            let fd = self.fd;
+            loop {
+                tokio::time::timeout(timeout, stream.writable())
+                    .await
+                    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client did not read in time"))??;
+                match stream.try_io(Interest::WRITABLE, || op(fd)) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    result => return result,
+                }
+            }
+        }
         let afd = self.registered()?;
         loop {
             let mut guard = tokio::time::timeout(timeout, afd.writable())
@@ -170,7 +195,7 @@ pub enum CopyError {
 /// moved): the caller then copies through a buffer.
 pub async fn splice_to_client(
     upstream: &TcpStream,
-    client: &mut Client,
+    client: &mut Client<'_>,
     len: u64,
     timeout: Duration,
 ) -> Result<bool, CopyError> {
@@ -190,7 +215,7 @@ enum SpliceError {
 
 async fn splice_body(
     upstream: &TcpStream,
-    client: &mut Client,
+    client: &mut Client<'_>,
     pipe: &Pipe,
     len: u64,
     timeout: Duration,

@@ -224,7 +224,7 @@ impl FastLane {
     pub async fn relay_length(
         &self,
         x: &mut Exchange,
-        client: &mut Client,
+        client: &mut Client<'_>,
         len: u64,
     ) -> Result<(), CopyError> {
         if let Some(tcp) = x.stream.plain() {
@@ -255,7 +255,7 @@ impl FastLane {
     pub async fn relay_chunked(
         &self,
         x: &mut Exchange,
-        client: &mut Client,
+        client: &mut Client<'_>,
         dechunk: bool,
     ) -> Result<Relayed, CopyError> {
         let mut scanner = h1::ChunkScanner::default();
@@ -287,7 +287,7 @@ impl FastLane {
     pub async fn relay_until_close(
         &self,
         x: &mut Exchange,
-        client: &mut Client,
+        client: &mut Client<'_>,
     ) -> Result<Relayed, CopyError> {
         let mut buf = Vec::with_capacity(RELAY_BUF);
         buf.extend_from_slice(x.body_prefix());
