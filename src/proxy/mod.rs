@@ -1,18 +1,21 @@
 //! The Pingora `ProxyHttp` implementation: phase methods that orchestrate the
 //! pure helpers in this module's children.
 //!
-//! Request flow: `request_filter` pins the snapshot, routes, and obtains the
-//! upstream `Authorization` *before* any body is read (a request body cannot be
-//! replayed beyond Pingora's 64 KiB retry buffer). `upstream_peer` and
+//! The listener's connections are read by the front door (`front.rs`), which
+//! serves GET and HEAD itself and hands every other request to Pingora, whose
+//! phases below then run for it.
+//!
+//! Request flow: `request_filter` runs `Proxy::decide` (client token, route,
+//! snapshot pinned, upstream `Authorization` obtained *before* any body is read:
+//! a request body cannot be replayed beyond Pingora's 64 KiB retry buffer). `upstream_peer` and
 //! `upstream_request_filter` aim the request at the registry (or at a redirect
 //! target). `upstream_response_filter` retries once on an unexpected 401, follows
 //! storage redirects server-side, rewrites `Location`/`Link`, and turns refusals
 //! into OCI errors that name the connector.
 //!
-//! GET and HEAD from HTTP/1.x clients leave this flow after `request_filter`:
-//! they are served on the fast lane (`fast.rs`, `fastlane/`), which hands a
-//! request back here only when it needs the general path (redirects to follow,
-//! chunked responses).
+//! A GET or HEAD that still reaches `request_filter` leaves this flow there:
+//! it is served on the fast lane (`fast.rs`, `fastlane/`), which hands a
+//! request back here only when it needs the general path (redirects to follow).
 
 pub mod client_auth;
 mod errors;
@@ -90,7 +93,7 @@ pub struct Proxy {
     pub fastlane: Arc<FastLane>,
 }
 
-/// Per-request state. `request_filter` loads the snapshot once and keeps the
+/// Per-request state. `Proxy::decide` loads the snapshot once and keeps the
 /// selected connector's state (an `Arc` from that snapshot) for every later phase,
 /// so a reload mid-request changes nothing for it.
 pub struct RequestCtx {

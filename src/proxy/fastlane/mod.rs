@@ -10,10 +10,10 @@
 //! proxying, and its body path copies every chunk through user space twice.
 //! See docs/performance.md.
 //!
-//! What stays with Pingora: listening, reading and parsing the client request,
-//! keep-alive of the client connection, upgrades and draining, and every
-//! request the fast lane does not take (writes, TLS or HTTP/2 clients,
-//! redirects it hands back).
+//! Its requests come from the front door (`super::front`, which read them
+//! itself) or, for a request Pingora read, from `request_filter`. What stays
+//! with Pingora: listening, and every request the lane does not take (writes,
+//! TLS or HTTP/2 clients, redirects it hands back).
 
 pub mod conn;
 pub mod h1;
