@@ -47,7 +47,8 @@ pub(super) trait Downstream: Send {
     fn close_after(&mut self);
     /// Writes a response of the proxy's own.
     fn answer(&mut self, reply: Reply) -> impl Future<Output = Result<()>> + Send;
-    /// The client socket `fd` for writing the response head and body.
+    /// The client socket for writing the response head and body: `fd` where
+    /// the downstream has no registered socket of its own (Pingora's session).
     fn client(&self, fd: RawFd, timeout: Duration) -> fastlane::Client<'_>;
 }
 
@@ -118,11 +119,7 @@ impl Proxy {
         let head_request = session.method() == Method::HEAD;
         // TLS connections are pooled per connector identity: one verified with
         // this connector's CAs must not serve a connector without them.
-        let key = PoolKey {
-            addr,
-            verified_for: state.fast_tls.as_ref().map(|_| state.cache_key.clone()),
-            thread: std::thread::current().id(),
-        };
+        let key = PoolKey::here(addr, state.fast_tls.as_ref().map(|_| state.cache_key.clone()));
         let mut x = loop {
             let request = h1::request_head(
                 session.method().as_str(),

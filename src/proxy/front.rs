@@ -124,7 +124,7 @@ impl FrontDoor {
         FrontDoor { general: Arc::new(pingora_proxy::http_proxy(conf, proxy.clone())), proxy }
     }
 
-    /// Serves one parsed request, writing to the client socket `fd`.
+    /// Serves one parsed request, answering on `stream`.
     async fn serve(
         &self,
         req: &httparse::Request<'_, '_>,
@@ -213,12 +213,11 @@ impl ServerApp for FrontDoor {
         };
         let mut inbound = Inbound { stream, buf: Vec::with_capacity(READ_CHUNK) };
         loop {
-            let fd = inbound.stream.as_raw_fd();
             let outcome = {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 let mut req = httparse::Request::new(&mut headers);
                 match req.parse(&inbound.buf) {
-                    Ok(httparse::Status::Complete(len)) if fd >= 0 => {
+                    Ok(httparse::Status::Complete(len)) => {
                         let shutting_down = *shutdown.borrow();
                         match self.serve(&req, &inbound.stream, shutting_down).await {
                             Outcome::Served { keep } => Some(Ok((keep, len))),

@@ -23,6 +23,13 @@ pub struct PoolKey {
     pub thread: std::thread::ThreadId,
 }
 
+impl PoolKey {
+    /// The key for a connection to `addr` used from the current thread.
+    pub fn here(addr: SocketAddr, verified_for: Option<Arc<str>>) -> Self {
+        PoolKey { addr, verified_for, thread: std::thread::current().id() }
+    }
+}
+
 /// Idle connections kept per upstream address; more are closed on release.
 const MAX_IDLE_PER_ADDR: usize = 128;
 
@@ -110,12 +117,7 @@ mod tests {
     #[tokio::test]
     async fn returns_the_latest_connection_and_expires_old_ones() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = PoolKey {
-            addr: l.local_addr().unwrap(),
-            verified_for: None,
-            thread: std::thread::current().id(),
-        };
-        let addr = &addr;
+        let addr = &PoolKey::here(l.local_addr().unwrap(), None);
         let pool = Pool::new(Duration::from_millis(50));
         let mut held = Vec::new();
         let a = pair(&l, &mut held).await;
@@ -142,31 +144,17 @@ mod tests {
         let addr = l.local_addr().unwrap();
         let pool = Pool::new(Duration::from_secs(60));
         let mut held = Vec::new();
-        let a =
-            PoolKey { addr, verified_for: Some(Arc::from("ns/a\0fp1")), thread: std::thread::current().id() };
+        let a = PoolKey::here(addr, Some(Arc::from("ns/a\0fp1")));
         pool.put(&a, pair(&l, &mut held).await);
-        assert!(pool
-            .take(&PoolKey {
-                addr,
-                verified_for: Some(Arc::from("ns/b\0fp2")),
-                thread: std::thread::current().id()
-            })
-            .is_none());
-        assert!(pool
-            .take(&PoolKey { addr, verified_for: None, thread: std::thread::current().id() })
-            .is_none());
+        assert!(pool.take(&PoolKey::here(addr, Some(Arc::from("ns/b\0fp2")))).is_none());
+        assert!(pool.take(&PoolKey::here(addr, None)).is_none());
         assert!(pool.take(&a).is_some());
     }
 
     #[tokio::test]
     async fn keeps_a_bounded_number_per_address() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = PoolKey {
-            addr: l.local_addr().unwrap(),
-            verified_for: None,
-            thread: std::thread::current().id(),
-        };
-        let addr = &addr;
+        let addr = &PoolKey::here(l.local_addr().unwrap(), None);
         let pool = Pool::new(Duration::from_secs(60));
         let mut held = Vec::new();
         for _ in 0..MAX_IDLE_PER_ADDR + 3 {
