@@ -15,11 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::proxy::{connector_yaml, Proxy, Resolver};
-use common::raw::{get, manifest_reply, random_bytes, read_head, response, response_head, within, MANIFEST};
+use common::raw::{
+    accept_loop, get, manifest_reply, random_bytes, read_head, response, response_head, within, MANIFEST,
+};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 /// Upper bound for any single client operation: a hang fails the test instead of stalling it.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -90,26 +92,17 @@ impl RawUpstream {
     /// Starts serving; `GET /v2/` is always answered 200 `{}` (the anonymous
     /// probe), everything else by `respond`.
     async fn start(respond: Respond) -> RawUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let accepted = Arc::new(AtomicUsize::new(0));
         let requests: Arc<Mutex<Vec<RawRequest>>> = Arc::default();
         let closed: Arc<Mutex<Vec<usize>>> = Arc::default();
-        let (count, log, closed_log) = (accepted.clone(), requests.clone(), closed.clone());
-        let task = tokio::spawn(async move {
-            // Dropped (aborting every connection task) when this task is aborted.
-            let mut conns = JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let conn = count.fetch_add(1, Ordering::SeqCst);
-                let (respond, log, closed) = (respond.clone(), log.clone(), closed_log.clone());
-                conns.spawn(async move {
-                    serve_connection(stream, conn, respond, log).await;
-                    closed.lock().expect("lock").push(conn);
-                });
-                while conns.try_join_next().is_some() {}
+        let (log, closed_log) = (requests.clone(), closed.clone());
+        let (addr, accepted, task) = accept_loop(move |stream, conn| {
+            let (respond, log, closed) = (respond.clone(), log.clone(), closed_log.clone());
+            async move {
+                serve_connection(stream, conn, respond, log).await;
+                closed.lock().expect("lock").push(conn);
             }
-        });
+        })
+        .await;
         RawUpstream { addr, accepted, requests, closed, task }
     }
 

@@ -17,11 +17,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::proxy::{Proxy, Resolver};
-use common::raw::{get, manifest_reply, random_bytes, read_head, response, MANIFEST};
+use common::raw::{accept_loop, get, manifest_reply, random_bytes, read_head, response, MANIFEST};
 use reqwest::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 /// Upper bound for any single operation: a hang fails the test instead of stalling it.
@@ -105,38 +104,26 @@ impl TlsUpstream {
     /// Starts serving; `GET /v2/` is always answered 200 `{}` (anonymous),
     /// everything else by `respond`, on keep-alive connections.
     async fn start(respond: Respond) -> TlsUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let tls = acceptor();
-        let accepted = Arc::new(AtomicUsize::new(0));
         let handshakes = Arc::new(AtomicUsize::new(0));
         let failures: Arc<Mutex<Vec<String>>> = Arc::default();
         let requests: Arc<Mutex<Vec<Request>>> = Arc::default();
-        let (count, done, failed, log) =
-            (accepted.clone(), handshakes.clone(), failures.clone(), requests.clone());
-        let task = tokio::spawn(async move {
-            // Dropped (aborting every connection task) when this task is aborted.
-            let mut conns = JoinSet::new();
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
-                let conn = count.fetch_add(1, Ordering::SeqCst);
-                let (tls, respond, done, failed, log) =
-                    (tls.clone(), respond.clone(), done.clone(), failed.clone(), log.clone());
-                conns.spawn(async move {
-                    let _ = tcp.set_nodelay(true);
-                    let stream = match tokio::time::timeout(PATIENCE, tls.accept(tcp)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => return failed.lock().expect("lock").push(format!("conn {conn}: {e}")),
-                        Err(_) => {
-                            return failed.lock().expect("lock").push(format!("conn {conn}: timed out"))
-                        }
-                    };
-                    done.fetch_add(1, Ordering::SeqCst);
-                    serve_connection(stream, conn, respond, log).await;
-                });
-                while conns.try_join_next().is_some() {}
+        let (done, failed, log) = (handshakes.clone(), failures.clone(), requests.clone());
+        let (addr, accepted, task) = accept_loop(move |tcp, conn| {
+            let (tls, respond, done, failed, log) =
+                (tls.clone(), respond.clone(), done.clone(), failed.clone(), log.clone());
+            async move {
+                let _ = tcp.set_nodelay(true);
+                let stream = match tokio::time::timeout(PATIENCE, tls.accept(tcp)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return failed.lock().expect("lock").push(format!("conn {conn}: {e}")),
+                    Err(_) => return failed.lock().expect("lock").push(format!("conn {conn}: timed out")),
+                };
+                done.fetch_add(1, Ordering::SeqCst);
+                serve_connection(stream, conn, respond, log).await;
             }
-        });
+        })
+        .await;
         TlsUpstream { addr, accepted, handshakes, failures, requests, task }
     }
 

@@ -2,15 +2,46 @@
 //! injection, connection counting) and for the clients that talk to them.
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::{RngCore, SeedableRng};
 use reqwest::StatusCode;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
 
 /// The manifest the fake registries serve.
 pub const MANIFEST: &[u8] =
     br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{}}"#;
+
+/// A fake server's accept loop on a free loopback port: each accepted
+/// connection runs `serve(stream, index)` (0-based, in accept order) in a task
+/// of its own. Returns the address, the count of accepted connections, and
+/// the loop's task; aborting it (e.g. in `Drop`) also aborts every connection task.
+pub async fn accept_loop<F, Fut>(serve: F) -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>)
+where
+    F: Fn(TcpStream, usize) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        // Dropped (aborting every connection task) when this task is aborted.
+        let mut conns = JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let conn = count.fetch_add(1, Ordering::SeqCst);
+            conns.spawn(serve(stream, conn));
+            while conns.try_join_next().is_some() {}
+        }
+    });
+    (addr, accepted, task)
+}
 
 /// Awaits `f`, failing the test if it takes longer than `patience`: a hang
 /// fails the test instead of stalling it.
