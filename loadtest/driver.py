@@ -451,6 +451,17 @@ class Row:
     duration: float = 0.0
 
 
+def median_row(rows: list[Row], key) -> Row:
+    """The median run by `key`, carrying what must hold for every run: errors and
+    token fetches summed, peak RSS the highest seen."""
+    row = sorted(rows, key=key)[len(rows) // 2]
+    row.errors = sum(r.errors for r in rows)
+    row.token_fetches = sum(r.token_fetches for r in rows)
+    peaks = [r.rss for r in rows if r.rss is not None]
+    row.rss = max(peaks) if peaks else None
+    return row
+
+
 def k6_run(script: str, p: Path_, env: dict, out_dir: Path, label: str) -> dict:
     summary = out_dir / f"{label}.json"
     summary.unlink(missing_ok=True)
@@ -666,32 +677,43 @@ class Bench:
         return {"nginx": self.nginx_measured, "oci-connector": self.oci_measured}.get(p.name)
 
     # -------------------------------------------------------------- scenarios
-    def run(self, scenario: str, script: str, env: dict, real=False, before=None, blob_bytes=None) -> None:
-        for p in self.paths(real):
-            if before:
-                before(p)
-            m = self.measured(p)
-            if m:
-                m.reset()
-            tokens0 = token_count(self.token_log)
-            label = f"{scenario}-{p.name}"
-            print(f"  {scenario:<14} {p.name:<14}", end="", flush=True)
-            s = k6_run(script, p, {"DURATION": self.a.duration, **env}, self.out / "k6", label)
-            row = Row(scenario, p.name)
-            row.duration = s["durationMs"] / 1000
-            row.reqs = int(metric(s, "http_reqs", "count"))
-            row.rps = row.reqs / row.duration if row.duration else 0
-            row.p50 = metric(s, "http_req_duration", "med")
-            row.p99 = metric(s, "http_req_duration", "p(99)")
-            row.mibps = metric(s, "data_received", "count") / MIB / row.duration if row.duration else 0
-            row.errors = int(metric(s, "errors", "count"))
-            row.token_fetches = token_count(self.token_log) - tokens0
-            if m:
-                row.rss = m.peak_rss_mib()
-                row.cpu = m.cpu() / row.duration if row.duration else 0
-            self.rows.append(row)
-            print(f" {row.rps:10.0f} req/s  {row.mibps:9.1f} MiB/s  p99 {row.p99:8.2f} ms"
-                  f"  rss {row.rss or 0:6.1f} MiB  err {row.errors}  tokens {row.token_fetches}", flush=True)
+    def run(self, scenario: str, script: str, env: dict, real=False, before=None, reps=1) -> None:
+        """Runs `script` once per path, or `reps` times with the paths interleaved
+        (direct, nginx, oci, direct, ...), keeping each path's median run."""
+        runs: dict[str, list[Row]] = {}
+        for rep in range(reps):
+            for p in self.paths(real):
+                if before:
+                    before(p)
+                m = self.measured(p)
+                if m:
+                    m.reset()
+                tokens0 = token_count(self.token_log)
+                label = f"{scenario}-{p.name}" + (f"-{rep}" if reps > 1 else "")
+                print(f"  {scenario:<14} {p.name:<14}", end="", flush=True)
+                s = k6_run(script, p, {"DURATION": self.a.duration, **env}, self.out / "k6", label)
+                row = Row(scenario, p.name)
+                row.duration = s["durationMs"] / 1000
+                row.reqs = int(metric(s, "http_reqs", "count"))
+                row.rps = row.reqs / row.duration if row.duration else 0
+                row.p50 = metric(s, "http_req_duration", "med")
+                row.p99 = metric(s, "http_req_duration", "p(99)")
+                row.mibps = metric(s, "data_received", "count") / MIB / row.duration if row.duration else 0
+                row.errors = int(metric(s, "errors", "count"))
+                row.token_fetches = token_count(self.token_log) - tokens0
+                if m:
+                    row.rss = m.peak_rss_mib()
+                    row.cpu = m.cpu() / row.duration if row.duration else 0
+                runs.setdefault(p.name, []).append(row)
+                print(f" {row.rps:10.0f} req/s  {row.mibps:9.1f} MiB/s  p99 {row.p99:8.2f} ms"
+                      f"  rss {row.rss or 0:6.1f} MiB  err {row.errors}  tokens {row.token_fetches}", flush=True)
+        key = (lambda r: r.mibps) if "blob" in scenario else (lambda r: r.rps)
+        for name, rows in runs.items():
+            self.rows.append(median_row(rows, key))
+            if len(rows) > 1:
+                unit = "MiB/s" if "blob" in scenario else "req/s"
+                print(f"  {scenario:<14} {name:<14} median {key(self.rows[-1]):10.1f} {unit}"
+                      f" (runs: {', '.join(f'{key(r):.0f}' for r in rows)})", flush=True)
 
     def run_ab(self, scenario: str, repo: str, real=False) -> None:
         """Interleaves AB_REPS short runs per path and keeps each path's median run:
@@ -715,12 +737,9 @@ class Bench:
                     row.cpu = m.cpu() / row.duration if row.duration else 0
                 runs.setdefault(p.name, []).append(row)
         for name, rows in runs.items():
-            rows.sort(key=lambda r: r.rps)
-            row = rows[len(rows) // 2]
-            row.errors = sum(r.errors for r in rows)
-            row.token_fetches = sum(r.token_fetches for r in rows)
+            row = median_row(rows, lambda r: r.rps)
             self.rows.append(row)
-            spread = ", ".join(f"{r.rps:.0f}" for r in rows)
+            spread = ", ".join(f"{r.rps:.0f}" for r in sorted(rows, key=lambda r: r.rps))
             print(f"  {scenario:<14} {name:<14} {row.rps:10.0f} req/s (runs: {spread})  p99 {row.p99:8.2f} ms"
                   f"  rss {row.rss or 0:6.1f} MiB  err {row.errors}  tokens {row.token_fetches}", flush=True)
 
@@ -756,7 +775,7 @@ class Bench:
                 continue
             iters = a.blob1_iterations if vus == 1 else 1
             self.run(name, "blob.js", {"VUS": vus, "ITERATIONS": iters, "BLOB_DIGEST": c.big_digest,
-                                       "REPOS": a.repos})
+                                       "REPOS": a.repos}, reps=a.blob_reps)
         if "mixed" in wanted:
             self.run("mixed", "mixed.js", {"VUS": a.mixed_vus, "REPOS": min(a.repos, 50),
                                            "CONFIG_DIGEST": c.config_digest, "LAYER_DIGEST": c.layer_digest,
@@ -832,7 +851,8 @@ class Bench:
             f"k6 {k6_version()}, {nginx_version()}; oci-connector threads={a.threads} fastLane={str(a.fast_lane).lower()} RUST_LOG={a.oci_log}, "
             f"nginx worker_processes={a.nginx_workers}; duration {a.duration} per timed scenario; "
             f"small VUs {a.small_vus}, repositories {a.repos}, cold {a.cold_vus} VUs / {a.cold_repos} repositories, "
-            f"blob {a.big_mib} MiB, mixed VUs {a.mixed_vus}; manifests-ab: ab -k, median of {a.ab_reps} runs. "
+            f"blob {a.big_mib} MiB (median of {a.blob_reps} interleaved runs), mixed VUs {a.mixed_vus}; "
+            f"manifests-ab: ab -k, median of {a.ab_reps} runs. "
             f"Everything on loopback, one machine; load average before/after: {self.load0} / "
             f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}.",
             "",
@@ -908,6 +928,8 @@ def main() -> None:
                     help="manifests, manifests-ab, cold, blob (all of --blob-vus) or blob-N, mixed")
     ap.add_argument("--ab-procs", type=int, default=int(env("AB_PROCS", "1")),
                     help="ab processes for manifests-ab (ab is single-threaded)")
+    ap.add_argument("--blob-reps", type=int, default=int(env("BLOB_REPS", "3")),
+                    help="interleaved runs per path of each blob scenario; the median is reported")
     ap.add_argument("--ab-reps", type=int, default=int(env("AB_REPS", "3")),
                     help="interleaved manifests-ab runs per path; the median is reported")
     ap.add_argument("--real", action=argparse.BooleanOptionalAction, default=env("REAL", "1") != "0",

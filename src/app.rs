@@ -75,7 +75,18 @@ fn check_exposure(s: &Settings) -> anyhow::Result<()> {
 /// set), the connector reloader, the status prober and the drain watcher.
 pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
-    let settings = Arc::new(config.settings);
+    let mut settings = config.settings;
+    let (receive_buffer, warning) = crate::proxy::tcp::usable_receive_buffer(
+        settings.upstream.receive_buffer,
+        crate::proxy::tcp::rmem_max(),
+    );
+    // Info, not a warning: stock kernels (rmem_max 208 KiB) refuse the default,
+    // and their autotuning ceiling (tcp_rmem[2], 6 MiB) is a bound of its own.
+    if let Some(why) = warning {
+        log::info!("{why}");
+    }
+    settings.upstream.receive_buffer = receive_buffer;
+    let settings = Arc::new(settings);
     let http = registry::shared_http_client(&settings);
     let snapshot = Snapshot::build(1, &settings, config.connectors, &http)?;
     log::info!(

@@ -54,7 +54,16 @@ pub struct UpstreamSettings {
     /// connection pool, response written to the client socket, bodies spliced)
     /// instead of Pingora's general upstream path.
     pub fast_lane: bool,
+    /// `SO_RCVBUF` for upstream connections (`None`: the kernel autotunes).
+    /// Bounds what a registry can park in the kernel while a client reads
+    /// slower than it sends; see `proxy::tcp`.
+    pub receive_buffer: Option<usize>,
 }
+
+/// Default `upstream.receiveBuffer`: 4 MiB (the kernel doubles it for
+/// bookkeeping), about stock Linux's autotuning ceiling (`tcp_rmem[2]`, 6 MiB)
+/// and enough window for ~400 MB/s per stream at 10 ms round trip.
+pub const DEFAULT_RECEIVE_BUFFER: usize = 4 << 20;
 
 impl Default for UpstreamSettings {
     fn default() -> Self {
@@ -64,6 +73,7 @@ impl Default for UpstreamSettings {
             token_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),
             fast_lane: true,
+            receive_buffer: Some(DEFAULT_RECEIVE_BUFFER),
         }
     }
 }

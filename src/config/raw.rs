@@ -103,6 +103,8 @@ pub struct RawUpstream {
     pub idle_timeout: Option<String>,
     /// Serve GET/HEAD on the fast lane (default true).
     pub fast_lane: Option<bool>,
+    /// `SO_RCVBUF` of upstream connections: a size (`4MiB`) or `auto`.
+    pub receive_buffer: Option<String>,
 }
 
 /// One document of a manifest file: a `Connector` or a `Secret`.

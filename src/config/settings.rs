@@ -232,6 +232,29 @@ fn validate_settings(
             defaults.idle_timeout,
         ),
         fast_lane: raw_upstream.and_then(|u| u.fast_lane).unwrap_or(defaults.fast_lane),
+        receive_buffer: match raw_upstream.and_then(|u| u.receive_buffer.as_deref()) {
+            None => defaults.receive_buffer,
+            Some(text) if text.trim() == "auto" => None,
+            Some(text) => match parse_size(text) {
+                Ok(size) if (MIN_RECEIVE_BUFFER..=MAX_RECEIVE_BUFFER).contains(&size) => Some(size),
+                Ok(_) => {
+                    problem(
+                        "upstream.receiveBuffer",
+                        format!("receiveBuffer {text:?} is outside 64KiB..1GiB"),
+                        "e.g. 4MiB, or `auto` for the kernel's autotuning",
+                    );
+                    defaults.receive_buffer
+                }
+                Err(why) => {
+                    problem(
+                        "upstream.receiveBuffer",
+                        format!("invalid size {text:?}: {why}"),
+                        "write a number and a unit: 512KiB, 4MiB, 1GiB; or `auto`",
+                    );
+                    defaults.receive_buffer
+                }
+            },
+        },
     };
 
     let threads = match raw.threads {
@@ -277,6 +300,30 @@ fn parse_public_url(text: &str) -> Result<Url, (String, &'static str)> {
         return Err((format!("{text:?} contains credentials"), hint));
     }
     Ok(url)
+}
+
+/// Smallest `upstream.receiveBuffer`: below it a stream crawls.
+const MIN_RECEIVE_BUFFER: usize = 64 << 10;
+/// Largest `upstream.receiveBuffer`.
+const MAX_RECEIVE_BUFFER: usize = 1 << 30;
+
+/// A byte size: a number with an optional binary unit, `B`, `KiB`, `MiB` or `GiB`.
+pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    if digits == 0 {
+        return Err("expected a number".into());
+    }
+    let (number, unit) = text.split_at(digits);
+    let value: usize = number.parse().map_err(|_| format!("{number} is too large"))?;
+    let scale: usize = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => return Err(format!("unknown unit {other:?} (use B, KiB, MiB or GiB)")),
+    };
+    value.checked_mul(scale).ok_or_else(|| format!("{text} is too large"))
 }
 
 /// A humane duration: one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h`.
@@ -340,6 +387,7 @@ mod tests {
         assert_eq!(s.resolver, ResolverKind::Path);
         assert_eq!(s.client_auth.mode, ClientAuthMode::None);
         assert_eq!(s.upstream.connect_timeout, Duration::from_secs(5));
+        assert_eq!(s.upstream.receive_buffer, Some(4 << 20));
         assert!(s.threads >= 1);
         assert!(s.admin_listen.is_none());
         assert!(s.connector_paths[0].is_absolute());
@@ -351,7 +399,7 @@ mod tests {
         let config = settings(
             "listen: '[::]:5000'\npublicUrl: https://proxy.example.com\nconnectors: {paths: [connectors.yaml]}\n\
              resolver: host\nhostResolver: {domain: Proxy.Local}\nclientAuth: {mode: token, keyFiles: [keys/a.key, /abs/b.key]}\n\
-             upstream: {connectTimeout: 500ms, readTimeout: 2m, tokenTimeout: 1m30s, idleTimeout: 1h, fastLane: false}\nthreads: 3\n",
+             upstream: {connectTimeout: 500ms, readTimeout: 2m, tokenTimeout: 1m30s, idleTimeout: 1h, fastLane: false, receiveBuffer: auto}\nthreads: 3\n",
         )
         .unwrap_or_else(|d| panic!("{d}"));
         let s = &config.settings;
@@ -366,6 +414,7 @@ mod tests {
         assert_eq!(s.upstream.token_timeout, Duration::from_secs(90));
         assert_eq!(s.upstream.idle_timeout, Duration::from_secs(3600));
         assert!(!s.upstream.fast_lane);
+        assert_eq!(s.upstream.receive_buffer, None);
         assert_eq!(s.threads, 3);
     }
 
@@ -385,7 +434,7 @@ mod tests {
     fn settings_report_every_problem() {
         let d = settings_problems(
             "listen: localhost:5000\npublicUrl: http://x/path\nresolver: host\nclientAuth: {mode: token}\n\
-             upstream: {connectTimeout: '5', readTimeout: 0s, tokenTimeout: 5y}\nthreads: 0\nadmin: {listen: nope}\n",
+             upstream: {connectTimeout: '5', readTimeout: 0s, tokenTimeout: 5y, receiveBuffer: 4MB}\nthreads: 0\nadmin: {listen: nope}\n",
         );
         for (location, message) in [
             ("listen", "invalid address"),
@@ -396,12 +445,33 @@ mod tests {
             ("upstream.connectTimeout", "no unit"),
             ("upstream.readTimeout", "greater than zero"),
             ("upstream.tokenTimeout", "unknown unit"),
+            ("upstream.receiveBuffer", "unknown unit"),
             ("threads", "at least 1"),
             ("admin.listen", "invalid address"),
         ] {
             assert!(find(&d, location, message).hint.is_some());
         }
-        assert_eq!(d.len(), 10, "{d}");
+        assert_eq!(d.len(), 11, "{d}");
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_size(" 512 KiB "), Ok(512 << 10));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("65536"), Ok(65536));
+        assert_eq!(parse_size("100B"), Ok(100));
+        assert!(parse_size("4MB").is_err_and(|e| e.contains("unknown unit")));
+        assert!(parse_size("MiB").is_err_and(|e| e.contains("expected a number")));
+        assert!(parse_size("99999999999999999999").is_err_and(|e| e.contains("too large")));
+        assert!(parse_size("99999999999999GiB").is_err_and(|e| e.contains("too large")));
+        let d = settings_problems(
+            "listen: 127.0.0.1:5000\nconnectors: {paths: [c.yaml]}\nupstream: {receiveBuffer: 4KiB}\n",
+        );
+        assert!(find(&d, "upstream.receiveBuffer", "outside")
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("auto")));
     }
 
     #[test]

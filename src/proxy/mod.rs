@@ -26,6 +26,7 @@ pub mod oci_error;
 pub mod peer;
 pub mod respond;
 pub mod rewrite;
+pub mod tcp;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};

@@ -102,6 +102,7 @@ pub async fn build(
     o.read_timeout = Some(timeouts.read_timeout);
     o.write_timeout = Some(timeouts.read_timeout);
     o.idle_timeout = Some(timeouts.idle_timeout);
+    o.tcp_recv_buf = timeouts.receive_buffer;
     // The connector's CA only applies to its own registry, not to a CDN it redirects to.
     if let Some(ca) = state.and_then(|s| s.tls_ca.clone()) {
         o.ca = Some(ca);

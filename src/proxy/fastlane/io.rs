@@ -32,6 +32,8 @@ pub struct Client<'a> {
     stream: Option<&'a TcpStream>,
     registered: Option<AsyncFd<OwnedFd>>,
     timeout: Duration,
+    /// `TCP_NOTSENT_LOWAT` was set during this response.
+    bounded: bool,
 }
 
 impl Client<'static> {
@@ -39,7 +41,7 @@ impl Client<'static> {
     /// guarantees that Pingora has nothing buffered for it and writes nothing
     /// to it until this response is complete.
     pub fn new(fd: RawFd, timeout: Duration) -> Self {
-        Client { fd, stream: None, registered: None, timeout }
+        Client { fd, stream: None, registered: None, timeout, bounded: false }
     }
 }
 
@@ -47,7 +49,17 @@ impl<'a> Client<'a> {
     /// Writes to `stream`, waiting on its own registration when it would block
     /// (no duplicate descriptor, no second epoll entry).
     pub fn on(stream: &'a TcpStream, timeout: Duration) -> Self {
-        Client { fd: stream.as_raw_fd(), stream: Some(stream), registered: None, timeout }
+        Client { fd: stream.as_raw_fd(), stream: Some(stream), registered: None, timeout, bounded: false }
+    }
+
+    /// Bounds the unsent bytes the kernel queues for this client before a
+    /// large or open-ended body (see [`crate::proxy::tcp`]). The option stays
+    /// on the connection; small responses never reach the bound.
+    pub fn bound_unsent(&mut self) {
+        if !self.bounded {
+            crate::proxy::tcp::bound_client_unsent(self.fd);
+            self.bounded = true;
+        }
     }
 
     /// Writes all of `parts` (one `writev` when the socket has room).

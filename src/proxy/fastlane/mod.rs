@@ -32,7 +32,7 @@ use pingora_error::{Error, ErrorType};
 use pingora_proxy::Session;
 use pingora_timeout::fast_timeout::fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::TcpSocket;
 
 use conn::{Conn, TlsTarget};
 
@@ -111,8 +111,14 @@ impl FastLane {
     }
 
     async fn connect(&self, addr: SocketAddr, tls: Option<&TlsTarget>) -> Result<Conn, Box<Error>> {
-        let stream = match tokio::time::timeout(self.timeouts.connect_timeout, TcpStream::connect(addr)).await
-        {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() };
+        let socket =
+            socket.map_err(|e| Error::because(ErrorType::ConnectError, "cannot create a socket", e))?;
+        // Before connecting, so the window scale offered in the SYN fits it.
+        if let Some(size) = self.timeouts.receive_buffer {
+            let _ = socket.set_recv_buffer_size(u32::try_from(size).unwrap_or(u32::MAX));
+        }
+        let stream = match tokio::time::timeout(self.timeouts.connect_timeout, socket.connect(addr)).await {
             Err(_) => return Err(Error::explain(ErrorType::ConnectTimedout, "connect timed out")),
             Ok(Err(e)) => {
                 let etype = match e.kind() {
@@ -227,6 +233,7 @@ impl FastLane {
         client: &mut Client<'_>,
         len: u64,
     ) -> Result<(), CopyError> {
+        client.bound_unsent();
         if let Some(tcp) = x.stream.plain() {
             if io::splice_to_client(tcp, client, len, self.io_timeout()).await? {
                 return Ok(());
@@ -258,6 +265,7 @@ impl FastLane {
         client: &mut Client<'_>,
         dechunk: bool,
     ) -> Result<Relayed, CopyError> {
+        client.bound_unsent();
         let mut scanner = h1::ChunkScanner::default();
         let mut buf = Vec::with_capacity(RELAY_BUF);
         buf.extend_from_slice(x.body_prefix());
@@ -289,6 +297,7 @@ impl FastLane {
         x: &mut Exchange,
         client: &mut Client<'_>,
     ) -> Result<Relayed, CopyError> {
+        client.bound_unsent();
         let mut buf = Vec::with_capacity(RELAY_BUF);
         buf.extend_from_slice(x.body_prefix());
         let mut sent = 0u64;
@@ -393,4 +402,38 @@ pub fn client_fd(session: &Session) -> Option<RawFd> {
 pub fn has_body(req: &pingora_http::RequestHeader) -> bool {
     req.headers.contains_key(http::header::TRANSFER_ENCODING)
         || req.headers.get(http::header::CONTENT_LENGTH).is_some_and(|v| v.as_bytes() != b"0")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+    use crate::proxy::tcp;
+
+    /// The lane's registry sockets carry `upstream.receiveBuffer` (the kernel
+    /// reports double what was set: it counts its bookkeeping), or keep the
+    /// kernel's autotuned buffer when it is `auto`.
+    #[tokio::test]
+    async fn registry_sockets_get_the_configured_receive_buffer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Below a stock kernel's rmem_max (208 KiB), so the kernel takes it as is.
+        let size = 128 * 1024;
+        let rcvbuf = |conn: &Conn| {
+            tcp::get_int(conn.plain().unwrap().as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap()
+        };
+
+        let lane = FastLane::new(UpstreamSettings { receive_buffer: Some(size), ..UpstreamSettings::default() });
+        let conn = lane.connect(addr, None).await.unwrap();
+        assert_eq!(rcvbuf(&conn), 2 * size);
+
+        let lane = FastLane::new(UpstreamSettings { receive_buffer: None, ..UpstreamSettings::default() });
+        let conn = lane.connect(addr, None).await.unwrap();
+        let default = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem").unwrap();
+        let initial: usize = default.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert_eq!(rcvbuf(&conn), initial, "autotuning starts from tcp_rmem[1]");
+    }
 }
