@@ -751,7 +751,8 @@ class Bench:
         for p in self.paths():
             k6_run("warm.js", p, {"REPOS": a.repos, "VUS": a.small_vus, **common}, self.out / "k6", f"warm-{p.name}")
         if "manifests" in wanted:
-            self.run("manifests", "manifests.js", {"VUS": a.small_vus, "REPOS": a.repos, **common})
+            self.run("manifests", "manifests.js", {"VUS": a.small_vus, "REPOS": a.repos, **common},
+                     reps=a.k6_reps)
         if "manifests-ab" in wanted and shutil.which("ab"):
             self.run_ab("manifests-ab", "bench/repo-1")
         if "cold" in wanted:
@@ -779,7 +780,7 @@ class Bench:
         if "mixed" in wanted:
             self.run("mixed", "mixed.js", {"VUS": a.mixed_vus, "REPOS": min(a.repos, 50),
                                            "CONFIG_DIGEST": c.config_digest, "LAYER_DIGEST": c.layer_digest,
-                                           **common})
+                                           **common}, reps=a.k6_reps)
         if a.real:
             real = {"REPO_PREFIX": "real/repo-", "MANIFEST_DIGEST": c.manifest_digest}
             for p in self.paths(real=True):
@@ -852,6 +853,7 @@ class Bench:
             f"nginx worker_processes={a.nginx_workers}; duration {a.duration} per timed scenario; "
             f"small VUs {a.small_vus}, repositories {a.repos}, cold {a.cold_vus} VUs / {a.cold_repos} repositories, "
             f"blob {a.big_mib} MiB (median of {a.blob_reps} interleaved runs), mixed VUs {a.mixed_vus}; "
+            f"manifests and mixed: median of {a.k6_reps} interleaved runs; "
             f"manifests-ab: ab -k, median of {a.ab_reps} runs. "
             f"Everything on loopback, one machine; load average before/after: {self.load0} / "
             f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}.",
@@ -928,6 +930,8 @@ def main() -> None:
                     help="manifests, manifests-ab, cold, blob (all of --blob-vus) or blob-N, mixed")
     ap.add_argument("--ab-procs", type=int, default=int(env("AB_PROCS", "1")),
                     help="ab processes for manifests-ab (ab is single-threaded)")
+    ap.add_argument("--k6-reps", type=int, default=int(env("K6_REPS", "3")),
+                    help="interleaved runs per path of the timed k6 scenarios (manifests, mixed); the median is reported")
     ap.add_argument("--blob-reps", type=int, default=int(env("BLOB_REPS", "3")),
                     help="interleaved runs per path of each blob scenario; the median is reported")
     ap.add_argument("--ab-reps", type=int, default=int(env("AB_REPS", "3")),
