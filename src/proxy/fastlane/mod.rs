@@ -426,7 +426,8 @@ mod tests {
             tcp::get_int(conn.plain().unwrap().as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF).unwrap()
         };
 
-        let lane = FastLane::new(UpstreamSettings { receive_buffer: Some(size), ..UpstreamSettings::default() });
+        let lane =
+            FastLane::new(UpstreamSettings { receive_buffer: Some(size), ..UpstreamSettings::default() });
         let conn = lane.connect(addr, None).await.unwrap();
         assert_eq!(rcvbuf(&conn), 2 * size);
 
