@@ -143,6 +143,12 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         s.resolver,
         s.listen
     );
+    // What `serve` would log about the receive buffer on this machine.
+    let (_, note) =
+        crate::proxy::tcp::usable_receive_buffer(s.upstream.receive_buffer, crate::proxy::tcp::rmem_max());
+    if let Some(note) = note {
+        println!("note: {note}");
+    }
     for c in &config.connectors {
         let auth = if c.credentials.is_some() { "credentials" } else { "anonymous" };
         println!("{}\t{}\t{}\t{}", c.id, c.address, auth, clientconfig::http_address(s, c));

@@ -88,3 +88,26 @@ fn keygen_never_overwrites_and_is_owner_only() {
     assert!(!run(&["keygen", &key]).status.success(), "an existing key must not be overwritten");
     assert_eq!(std::fs::read(&key).expect("key"), before);
 }
+
+/// A receive buffer the kernel would cut (above `net.core.rmem_max`) is still a
+/// valid configuration, and `check` says that it will not be applied and why.
+#[test]
+fn check_notes_a_receive_buffer_the_kernel_would_cut() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("connectors.yaml"), "").expect("connectors");
+    let settings = dir.path().join("settings.yaml");
+    let yaml =
+        "listen: 127.0.0.1:5999\nconnectors:\n  paths: [connectors.yaml]\nupstream: {receiveBuffer: 1GiB}\n";
+    std::fs::write(&settings, yaml).expect("settings");
+    let out = run(&["check", "--config", &settings.display().to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let rmem_max: u64 = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .expect("rmem_max")
+        .trim()
+        .parse()
+        .expect("a number");
+    if rmem_max < 1 << 30 {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("note: upstream.receiveBuffer") && stdout.contains("rmem_max"), "{stdout}");
+    }
+}
