@@ -204,7 +204,13 @@ impl ResponseHead {
         let drop_length = matches!(self.framing, Framing::Chunked | Framing::UntilClose);
         let mut out = Vec::with_capacity(self.len + 32);
         out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
+        // httparse only accepts three-digit status codes; no `format!` per response.
+        let code = self.status;
+        out.extend_from_slice(&[
+            b'0' + (code / 100 % 10) as u8,
+            b'0' + (code / 10 % 10) as u8,
+            b'0' + (code % 10) as u8,
+        ]);
         out.push(b' ');
         let reason = &buf[self.reason.clone()];
         if reason.is_empty() {
@@ -504,5 +510,14 @@ mod tests {
         let raw = b"HTTP/1.1 404 \r\nContent-Length: 0\r\n\r\n";
         let out = head(raw, false).client_head(raw, None, false, |_, _| None);
         assert!(out.starts_with(b"HTTP/1.1 404 Not Found\r\n"));
+    }
+
+    #[test]
+    fn client_head_writes_every_status_code_digit_for_digit() {
+        for code in [100u16, 200, 206, 307, 429, 503, 999] {
+            let raw = format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n");
+            let out = head(raw.as_bytes(), false).client_head(raw.as_bytes(), None, false, |_, _| None);
+            assert!(out.starts_with(format!("HTTP/1.1 {code} X\r\n").as_bytes()), "{code}");
+        }
     }
 }
