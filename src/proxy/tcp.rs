@@ -15,8 +15,9 @@ use std::os::fd::RawFd;
 
 /// Unsent bytes a client socket may queue before it stops being writable
 /// (`TCP_NOTSENT_LOWAT`). Bytes in flight are still governed by the client's
-/// window; this only bounds what waits behind them. 128 KiB measured best of
-/// 64 KiB-1 MiB with 64 streams; 1 MiB lost ~20% (docs/performance.md).
+/// window; this only bounds what waits behind them. With 64 streams, 64-512 KiB
+/// measured alike within this machine's noise and 1 MiB lost throughput
+/// (docs/performance.md).
 pub const CLIENT_UNSENT_LOWAT: usize = 128 * 1024;
 
 /// Sets an integer socket option. Failures are ignored: these are tuning,
