@@ -29,7 +29,6 @@ use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::ShutdownWatch;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_proxy::{HttpProxy, ProxyHttp};
-use pingora_timeout::fast_timeout::fast_timeout;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use url::Url;
@@ -212,6 +211,7 @@ impl ServerApp for FrontDoor {
             Err(stream) => return ServerApp::process_new(&self.general, stream, shutdown).await,
         };
         let mut inbound = Inbound { stream, buf: Vec::with_capacity(READ_CHUNK) };
+        let mut timer = fastlane::ReadTimer::new();
         loop {
             let outcome = {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -260,7 +260,7 @@ impl ServerApp for FrontDoor {
             if inbound.buf.capacity() - inbound.buf.len() < READ_CHUNK / 4 {
                 inbound.buf.reserve(READ_CHUNK);
             }
-            match fast_timeout(wait, inbound.stream.read_buf(&mut inbound.buf)).await {
+            match timer.run(wait, inbound.stream.read_buf(&mut inbound.buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return None,
             }

@@ -12,8 +12,18 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-/// One connection to a registry.
-pub enum Conn {
+use super::timer::ReadTimer;
+
+/// One connection to a registry, with the read deadline it keeps while pooled.
+pub struct Conn {
+    /// The byte stream.
+    pub io: Io,
+    /// Times out reads on `io` without a timer per read.
+    pub timer: ReadTimer,
+}
+
+/// A registry connection's byte stream.
+pub enum Io {
     /// `http://` registries; bodies can be spliced from it.
     Plain(TcpStream),
     /// `https://` registries; bodies are decrypted in user space.
@@ -21,43 +31,48 @@ pub enum Conn {
 }
 
 impl Conn {
+    /// A new connection over `io`.
+    pub fn new(io: Io) -> Self {
+        Conn { io, timer: ReadTimer::new() }
+    }
+
     /// The TCP socket when nothing sits between it and the body bytes.
     pub fn plain(&self) -> Option<&TcpStream> {
-        match self {
-            Conn::Plain(s) => Some(s),
-            Conn::Tls(_) => None,
+        match &self.io {
+            Io::Plain(s) => Some(s),
+            Io::Tls(_) => None,
         }
     }
 }
 
-impl AsyncRead for Conn {
+impl AsyncRead for Io {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for Conn {
+impl AsyncWrite for Io {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -115,7 +130,7 @@ impl TlsTarget {
     pub async fn connect(&self, tcp: TcpStream) -> io::Result<Conn> {
         let connector = tokio_rustls::TlsConnector::from(self.config.clone());
         let tls = connector.connect(self.server_name.clone(), tcp).await?;
-        Ok(Conn::Tls(Box::new(tls)))
+        Ok(Conn::new(Io::Tls(Box::new(tls))))
     }
 }
 

@@ -19,6 +19,7 @@ pub mod conn;
 pub mod h1;
 pub mod io;
 pub mod pool;
+pub mod timer;
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -30,16 +31,16 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::BackgroundService;
 use pingora_error::{Error, ErrorType};
 use pingora_proxy::Session;
-use pingora_timeout::fast_timeout::fast_timeout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
-use conn::{Conn, TlsTarget};
+use conn::{Conn, Io, TlsTarget};
 
 use crate::config::UpstreamSettings;
 use h1::{Parsed, ResponseHead};
 pub use io::{Client, CopyError};
 pub use pool::{Pool, PoolKey};
+pub use timer::{ReadTimer, TimedOut};
 
 /// Bodies up to this size are read whole and written with the head in one call.
 pub const SMALL_BODY: u64 = 256 * 1024;
@@ -130,7 +131,7 @@ impl FastLane {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
-        let Some(tls) = tls else { return Ok(Conn::Plain(stream)) };
+        let Some(tls) = tls else { return Ok(Conn::new(Io::Plain(stream))) };
         match tokio::time::timeout(self.timeouts.connect_timeout, tls.connect(stream)).await {
             Err(_) => Err(Error::explain(ErrorType::TLSHandshakeTimedout, "TLS handshake timed out")),
             Ok(Err(e)) => {
@@ -153,7 +154,7 @@ impl FastLane {
         head_request: bool,
     ) -> Result<Exchange, Attempt> {
         // TLS buffers what it encrypts: flush, or the request may not leave.
-        if stream.write_all(request).await.is_err() || stream.flush().await.is_err() {
+        if stream.io.write_all(request).await.is_err() || stream.io.flush().await.is_err() {
             return Err(Attempt::Stale);
         }
         let mut buf = Vec::with_capacity(HEAD_READ);
@@ -190,13 +191,13 @@ impl FastLane {
     ///
     /// `read_buf` (not `try_read`): tokio forgets the socket's readiness after
     /// a short read, so the next exchange waits for the reactor instead of
-    /// spending a system call on `EAGAIN`. Pingora's timer wheel makes the
-    /// timeout nearly free when the read completes at once.
+    /// spending a system call on `EAGAIN`. The connection's own `ReadTimer`
+    /// keeps the timeout from costing a timer per read.
     async fn read_some(&self, stream: &mut Conn, buf: &mut Vec<u8>) -> Result<usize, Box<Error>> {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(HEAD_READ);
         }
-        match fast_timeout(self.timeouts.read_timeout, stream.read_buf(buf)).await {
+        match stream.timer.run(self.timeouts.read_timeout, stream.io.read_buf(buf)).await {
             Err(_) => Err(upstream_error(ErrorType::ReadTimedout, "registry did not answer")),
             Ok(Err(e)) => Err(Error::because(ErrorType::ReadError, "reading", e).into_up()),
             Ok(Ok(n)) => Ok(n),

@@ -100,12 +100,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::proxy::fastlane::conn::Io;
 
     /// A connected client socket; the accepted end is kept open in `held`.
     async fn pair(listener: &tokio::net::TcpListener, held: &mut Vec<TcpStream>) -> Conn {
         let c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
         held.push(listener.accept().await.unwrap().0);
-        Conn::Plain(c)
+        Conn::new(Io::Plain(c))
     }
 
     fn port(c: &Conn) -> u16 {
