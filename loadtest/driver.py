@@ -852,7 +852,7 @@ class Bench:
             f"k6 {k6_version()}, {nginx_version()}; oci-connector threads={a.threads} fastLane={str(a.fast_lane).lower()} RUST_LOG={a.oci_log}, "
             f"nginx worker_processes={a.nginx_workers}; duration {a.duration} per timed scenario; "
             f"small VUs {a.small_vus}, repositories {a.repos}, cold {a.cold_vus} VUs / {a.cold_repos} repositories, "
-            f"blob {a.big_mib} MiB (median of {a.blob_reps} interleaved runs), mixed VUs {a.mixed_vus}; "
+            f"blob {a.big_mib} MiB (median of {a.blob_reps} interleaved runs; blob-1 downloads it {a.blob1_iterations} times per run), mixed VUs {a.mixed_vus}; "
             f"manifests and mixed: median of {a.k6_reps} interleaved runs; "
             f"manifests-ab: ab -k, median of {a.ab_reps} runs. "
             f"Everything on loopback, one machine; load average before/after: {self.load0} / "
@@ -921,7 +921,7 @@ def main() -> None:
     ap.add_argument("--cold-vus", type=int, default=int(env("COLD_VUS", "200")))
     ap.add_argument("--cold-repos", type=int, default=int(env("COLD_REPOS", "20")))
     ap.add_argument("--blob-vus", default=env("BLOB_VUS", "1,32,64"), help="comma-separated concurrencies")
-    ap.add_argument("--blob1-iterations", type=int, default=int(env("BLOB1_ITERATIONS", "4")))
+    ap.add_argument("--blob1-iterations", type=int, default=int(env("BLOB1_ITERATIONS", "16")))
     ap.add_argument("--big-mib", type=int, default=int(env("BIG_MIB", "512")))
     ap.add_argument("--layer-kib", type=int, default=int(env("LAYER_KIB", "2048")))
     ap.add_argument("--mixed-vus", type=int, default=int(env("MIXED_VUS", "32")))
@@ -934,7 +934,7 @@ def main() -> None:
                     help="interleaved runs per path of the timed k6 scenarios (manifests, mixed); the median is reported")
     ap.add_argument("--blob-reps", type=int, default=int(env("BLOB_REPS", "3")),
                     help="interleaved runs per path of each blob scenario; the median is reported")
-    ap.add_argument("--ab-reps", type=int, default=int(env("AB_REPS", "3")),
+    ap.add_argument("--ab-reps", type=int, default=int(env("AB_REPS", "5")),
                     help="interleaved manifests-ab runs per path; the median is reported")
     ap.add_argument("--real", action=argparse.BooleanOptionalAction, default=env("REAL", "1") != "0",
                     help="also measure the real distribution registry (htpasswd)")
