@@ -38,6 +38,14 @@ NAMESPACE = "bench"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 MIB = 1024 * 1024
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# CPU lists for `--pin SERVERS:CLIENTS` (empty: the scheduler places everything).
+PIN = {"server": "", "client": ""}
+
+
+def pinned(argv: list[str], role: str) -> list[str]:
+    """`argv` under `taskset -c` for `role` ("server" or "client") when pinning."""
+    cpus = PIN[role]
+    return ["taskset", "-c", cpus, *argv] if cpus else argv
 
 
 # ------------------------------------------------------------------ processes
@@ -57,7 +65,7 @@ class Processes:
 
     def start(self, name: str, argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
         out = open(log, "ab")
-        p = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        p = subprocess.Popen(pinned(argv, "server"), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              env={**os.environ, **(env or {})}, start_new_session=True)
         out.close()
         self.procs[name] = p
@@ -472,7 +480,7 @@ def k6_run(script: str, p: Path_, env: dict, out_dir: Path, label: str) -> dict:
         "GOGC": os.environ.get("K6_GOGC", "400"),
         **{k: str(v) for k, v in env.items()},
     }
-    cmd = ["k6", "run", "--quiet", "--no-color", "--address", "", str(HERE / "k6" / script)]
+    cmd = pinned(["k6", "run", "--quiet", "--no-color", "--address", "", str(HERE / "k6" / script)], "client")
     log = out_dir / f"{label}.log"
     with open(log, "wb") as f:
         rc = subprocess.run(cmd, env={**os.environ, **full_env}, stdout=f, stderr=subprocess.STDOUT).returncode
@@ -498,7 +506,7 @@ def ab_run(p: Path_, url: str, concurrency: int, procs: int, duration: str, out_
                "-n", "100000000", "-e", str(csv), "-H", f"Accept: {MANIFEST_TYPE}"]
         if p.auth:
             cmd += ["-H", f"Authorization: {p.auth}"]
-        runs.append((csv, subprocess.Popen(cmd + [url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
+        runs.append((csv, subprocess.Popen(pinned(cmd + [url], "client"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
     out = {"rps": 0.0, "reqs": 0, "bytes": 0, "errors": 0, "p50": 0.0, "p99": 0.0, "duration": 0.0}
     for csv, proc in runs:
         text, _ = proc.communicate()
@@ -850,7 +858,9 @@ class Bench:
             "",
             f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {machine}",
             f"k6 {k6_version()}, {nginx_version()}; oci-connector threads={a.threads} fastLane={str(a.fast_lane).lower()} RUST_LOG={a.oci_log}, "
-            f"nginx worker_processes={a.nginx_workers}; duration {a.duration} per timed scenario; "
+            f"nginx worker_processes={a.nginx_workers}; "
+            + (f"pinned: servers on CPU {PIN['server']}, k6/ab on CPU {PIN['client']}; " if a.pin else "")
+            + f"duration {a.duration} per timed scenario; "
             f"small VUs {a.small_vus}, repositories {a.repos}, cold {a.cold_vus} VUs / {a.cold_repos} repositories, "
             f"blob {a.big_mib} MiB (median of {a.blob_reps} interleaved runs; blob-1 downloads it {a.blob1_iterations} times per run), mixed VUs {a.mixed_vus}; "
             f"manifests and mixed: median of {a.k6_reps} interleaved runs; "
@@ -938,11 +948,19 @@ def main() -> None:
                     help="interleaved manifests-ab runs per path; the median is reported")
     ap.add_argument("--real", action=argparse.BooleanOptionalAction, default=env("REAL", "1") != "0",
                     help="also measure the real distribution registry (htpasswd)")
+    ap.add_argument("--pin", default=env("PIN", ""), metavar="SERVERS:CLIENTS",
+                    help="CPU lists for taskset, e.g. 0:1 runs the upstream, both proxies and the registry on "
+                         "CPU 0 and k6/ab on CPU 1 (default: no pinning, the scheduler places everything)")
     ap.add_argument("--real-repos", type=int, default=int(env("REAL_REPOS", "20")))
     a = ap.parse_args()
     a.blob_vus = [int(v) for v in a.blob_vus.split(",") if v]
     a.paths = a.paths.split(",")
     a.scenarios = a.scenarios.split(",")
+    if a.pin:
+        servers, sep, clients = a.pin.partition(":")
+        if not (sep and servers and clients):
+            raise SystemExit(f"--pin {a.pin!r}: want SERVERS:CLIENTS, e.g. 0:1")
+        PIN.update(server=servers, client=clients)
     if a.real and not shutil.which("docker-registry"):
         print("docker-registry not installed: skipping the real-registry rows", file=sys.stderr)
         a.real = False
