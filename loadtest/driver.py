@@ -266,6 +266,27 @@ http {
       default_type application/json;
       return 200 '{"token":"@@TOKEN@@","expires_in":3600}';
     }
+@@LOCATIONS@@
+  }
+@@TLS_SERVER@@
+}
+"""
+
+# The same registry over TLS (the token endpoint stays on the plain port).
+UPSTREAM_TLS_SERVER = r"""
+  server {
+    listen 127.0.0.1:@@TLS_PORT@@ ssl backlog=4096;
+    root @@WORK@@/static;
+    ssl_certificate @@WORK@@/tls/registry.pem;
+    ssl_certificate_key @@WORK@@/tls/registry.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:UPTLS:10m;
+@@LOCATIONS@@
+  }
+"""
+
+# What the fast upstream serves, with and without TLS.
+UPSTREAM_LOCATIONS = r"""
     location = /v2/ {
       add_header Docker-Distribution-API-Version registry/2.0 always;
       if ($auth_ok = 0) {
@@ -296,10 +317,7 @@ http {
       add_header Docker-Content-Digest $digest;
       add_header Docker-Distribution-API-Version registry/2.0;
       try_files /blobs/$digest =404;
-    }
-  }
-}
-"""
+    }"""
 
 PROXY_NGINX_HEAD = r"""
 worker_processes @@WORKERS@@;
@@ -335,6 +353,46 @@ PROXY_NGINX_SERVER = r"""
 """
 
 
+# The same proxy in front of the TLS upstream, verifying it against our CA.
+PROXY_NGINX_TLS_SERVER = r"""
+  upstream @@NAME@@ { server 127.0.0.1:@@UPSTREAM@@; keepalive 64; keepalive_requests 10000000; }
+  server {
+    listen 127.0.0.1:@@PORT@@ backlog=4096;
+    client_max_body_size 0;
+    location / {
+      proxy_pass https://@@NAME@@;
+      proxy_ssl_trusted_certificate @@WORK@@/tls/ca.pem;
+      proxy_ssl_verify on;
+      proxy_ssl_name 127.0.0.1;
+      proxy_ssl_session_reuse on;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host 127.0.0.1:@@UPSTREAM@@;
+      proxy_set_header Authorization "@@AUTH@@";
+      proxy_buffering on;
+      proxy_buffer_size 64k;
+      proxy_buffers 64 64k;
+      proxy_busy_buffers_size 256k;
+      proxy_max_temp_file_size 0;
+    }
+  }
+"""
+
+
+def make_tls(dir_: Path) -> None:
+    """A CA and a certificate for 127.0.0.1 it signed (ECDSA P-256), with openssl."""
+    dir_.mkdir(parents=True, exist_ok=True)
+    run = lambda *argv: subprocess.run(argv, check=True, capture_output=True, cwd=dir_)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    run("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "30",
+        "-subj", "/CN=oci-connector load-test CA")
+    run("openssl", "req", *ec, "-keyout", "registry.key", "-out", "registry.csr", "-subj", "/CN=127.0.0.1")
+    (dir_ / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                                  "keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n")
+    run("openssl", "x509", "-req", "-in", "registry.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "registry.pem", "-days", "30", "-extfile", "ext.cnf")
+
+
 def fill(template: str, **values) -> str:
     for k, v in values.items():
         template = template.replace(f"@@{k}@@", str(v))
@@ -342,24 +400,14 @@ def fill(template: str, **values) -> str:
     return template
 
 
-def connector_yaml(name: str, address: str, secret: tuple[str, str] | None) -> str:
-    doc = f"""---
-apiVersion: connectors.alauda.io/v1alpha1
-kind: Connector
-metadata:
-  name: {name}
-  namespace: {NAMESPACE}
-spec:
-  connectorClassName: oci
-  address: {address}
-  auth:
-    name: tokenAuth
-"""
+def connector_yaml(name: str, address: str, secret: tuple[str, str] | None, ca_pem: str | None = None) -> str:
+    """A Connector (token auth, anonymous unless `secret` names a user and password),
+    trusting `ca_pem` for a TLS registry when given, plus the Secrets it names."""
+    spec = f"  connectorClassName: oci\n  address: {address}\n  auth:\n    name: tokenAuth\n"
+    docs = []
     if secret:
-        doc += f"""    secretRef:
-      name: {name}-secret
----
-apiVersion: v1
+        spec += f"    secretRef:\n      name: {name}-secret\n"
+        docs.append(f"""apiVersion: v1
 kind: Secret
 metadata:
   name: {name}-secret
@@ -368,8 +416,15 @@ type: cpaas.io/distribution-registry-token
 stringData:
   username: {secret[0]}
   password: {secret[1]}
-"""
-    return doc
+""")
+    if ca_pem:
+        spec += f"  caCertSecretRef:\n    name: {name}-ca\n"
+        pem = "".join(f"    {line}\n" for line in ca_pem.strip().splitlines())
+        docs.append(f"apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}-ca\n  namespace: {NAMESPACE}\n"
+                    f"stringData:\n  ca.crt: |\n{pem}")
+    connector = (f"apiVersion: connectors.alauda.io/v1alpha1\nkind: Connector\nmetadata:\n  name: {name}\n"
+                 f"  namespace: {NAMESPACE}\nspec:\n{spec}")
+    return "".join(f"---\n{d}" for d in [connector, *docs])
 
 
 # ------------------------------------------------------------------ the real registry
@@ -478,6 +533,8 @@ def k6_run(script: str, p: Path_, env: dict, out_dir: Path, label: str) -> dict:
         "SUMMARY_FILE": str(summary), "K6_NO_USAGE_REPORT": "true",
         # k6 is the client-side bottleneck for small requests; less GC helps it.
         "GOGC": os.environ.get("K6_GOGC", "400"),
+        # The direct TLS path: k6 does not know the load test's CA.
+        "K6_INSECURE_SKIP_TLS_VERIFY": "true",
         **{k: str(v) for k, v in env.items()},
     }
     cmd = pinned(["k6", "run", "--quiet", "--no-color", "--address", "", str(HERE / "k6" / script)], "client")
@@ -570,12 +627,17 @@ class Bench:
         self.content = make_content(self.work / "static", self.a.big_mib, self.a.layer_kib)
         c = self.content
         self.up_port, self.ngx_port, self.oci_port = free_port(), free_port(), free_port()
-        self.reg_port = self.ngx_real_port = None
+        self.reg_port = self.ngx_real_port = self.tls_port = self.ngx_tls_port = None
         if self.a.real:
             self.reg_port, self.ngx_real_port = free_port(), free_port()
+        if self.a.tls:
+            self.tls_port, self.ngx_tls_port = free_port(), free_port()
+            make_tls(self.work / "tls")
 
-        up = fill(UPSTREAM_NGINX, WORKERS=self.a.nginx_workers, WORK=self.work, TOKEN=TOKEN, PORT=self.up_port,
-                  MANIFEST_TYPE=MANIFEST_TYPE, MANIFEST_DIGEST=c.manifest_digest)
+        # Placeholders first: the templates they insert hold placeholders of their own.
+        up = fill(UPSTREAM_NGINX, TLS_SERVER=UPSTREAM_TLS_SERVER if self.a.tls else "", LOCATIONS=UPSTREAM_LOCATIONS,
+                  WORKERS=self.a.nginx_workers, WORK=self.work, TOKEN=TOKEN, PORT=self.up_port,
+                  TLS_PORT=self.tls_port, MANIFEST_TYPE=MANIFEST_TYPE, MANIFEST_DIGEST=c.manifest_digest)
         (self.work / "conf" / "upstream-nginx.conf").write_text(up)
 
         proxy = fill(PROXY_NGINX_HEAD, WORKERS=self.a.nginx_workers, WORK=self.work)
@@ -587,6 +649,11 @@ class Bench:
             proxy += fill(PROXY_NGINX_SERVER, NAME="real", UPSTREAM=self.reg_port, PORT=self.ngx_real_port,
                           AUTH=self.real_auth)
             connectors += connector_yaml("real", f"http://127.0.0.1:{self.reg_port}", ("bench", "bench-password"))
+        if self.a.tls:
+            proxy += fill(PROXY_NGINX_TLS_SERVER, NAME="tls", UPSTREAM=self.tls_port, PORT=self.ngx_tls_port,
+                          WORK=self.work, AUTH=f"Bearer {TOKEN}")
+            connectors += connector_yaml("tls", f"https://127.0.0.1:{self.tls_port}", None,
+                                         (self.work / "tls" / "ca.pem").read_text())
         proxy += "}\n"
         (self.work / "conf" / "proxy-nginx.conf").write_text(proxy)
         (self.work / "conf" / "connectors.yaml").write_text(connectors)
@@ -663,8 +730,18 @@ class Bench:
         push_blob(self.reg_port, self.real_auth, "real/repo-0", c.big_digest, c.blob_files[c.big_digest])
 
     # -------------------------------------------------------------- paths
-    def paths(self, real=False) -> list[Path_]:
-        if real:
+    def paths(self, kind="fast") -> list[Path_]:
+        """The three paths to the fast upstream ("fast"), to it over TLS ("tls": the
+        direct client does TLS itself, the proxies take plain HTTP and do TLS to
+        the registry), or to the distribution registry ("real")."""
+        if kind == "tls":
+            all_ = [
+                Path_("direct", f"https://127.0.0.1:{self.tls_port}", "", f"Bearer {TOKEN}", None),
+                Path_("nginx", f"http://127.0.0.1:{self.ngx_tls_port}", "", "", self.nginx_measured),
+                Path_("oci-connector", f"http://127.0.0.1:{self.oci_port}", f"namespaces/{NAMESPACE}/connectors/tls/",
+                      "", self.oci_measured),
+            ]
+        elif kind == "real":
             all_ = [
                 Path_("direct", f"http://127.0.0.1:{self.reg_port}", "", self.real_auth, None),
                 Path_("nginx", f"http://127.0.0.1:{self.ngx_real_port}", "", "", self.nginx_measured),
@@ -685,12 +762,12 @@ class Bench:
         return {"nginx": self.nginx_measured, "oci-connector": self.oci_measured}.get(p.name)
 
     # -------------------------------------------------------------- scenarios
-    def run(self, scenario: str, script: str, env: dict, real=False, before=None, reps=1) -> None:
+    def run(self, scenario: str, script: str, env: dict, kind="fast", before=None, reps=1) -> None:
         """Runs `script` once per path, or `reps` times with the paths interleaved
         (direct, nginx, oci, direct, ...), keeping each path's median run."""
         runs: dict[str, list[Row]] = {}
         for rep in range(reps):
-            for p in self.paths(real):
+            for p in self.paths(kind):
                 if before:
                     before(p)
                 m = self.measured(p)
@@ -723,12 +800,12 @@ class Bench:
                 print(f"  {scenario:<14} {name:<14} median {key(self.rows[-1]):10.1f} {unit}"
                       f" (runs: {', '.join(f'{key(r):.0f}' for r in rows)})", flush=True)
 
-    def run_ab(self, scenario: str, repo: str, real=False) -> None:
+    def run_ab(self, scenario: str, repo: str, kind="fast") -> None:
         """Interleaves AB_REPS short runs per path and keeps each path's median run:
         small-request figures on a shared 2-core machine are noisy."""
         runs: dict[str, list[Row]] = {}
         for rep in range(self.a.ab_reps):
-            for p in self.paths(real):
+            for p in self.paths(kind):
                 m = self.measured(p)
                 if m:
                     m.reset()
@@ -789,15 +866,26 @@ class Bench:
             self.run("mixed", "mixed.js", {"VUS": a.mixed_vus, "REPOS": min(a.repos, 50),
                                            "CONFIG_DIGEST": c.config_digest, "LAYER_DIGEST": c.layer_digest,
                                            **common}, reps=a.k6_reps)
+        if a.tls and "tls" in wanted:
+            # The proxies' first TLS handshakes and tokens belong to no figure.
+            for p in self.paths("tls"):
+                k6_run("warm.js", p, {"REPOS": a.repos, "VUS": a.small_vus, **common}, self.out / "k6",
+                       f"warm-tls-{p.name}")
+            if shutil.which("ab"):
+                self.run_ab("tls-manifests-ab", "bench/repo-1", kind="tls")
+            for vus in (1, 32):
+                self.run(f"tls-blob-{vus}", "blob.js", {"VUS": vus, "ITERATIONS": a.blob1_iterations if vus == 1 else 1,
+                                                        "BLOB_DIGEST": c.big_digest, "REPOS": a.repos},
+                         kind="tls", reps=a.blob_reps)
         if a.real:
             real = {"REPO_PREFIX": "real/repo-", "MANIFEST_DIGEST": c.manifest_digest}
-            for p in self.paths(real=True):
+            for p in self.paths("real"):
                 k6_run("warm.js", p, {"REPOS": a.real_repos, "VUS": 4, **real}, self.out / "k6",
                        f"warm-real-{p.name}")
             self.run("real-manifests", "manifests.js", {"VUS": a.small_vus, "REPOS": a.real_repos, **real},
-                     real=True)
+                     kind="real")
             self.run("real-blob-1", "blob.js", {"VUS": 1, "ITERATIONS": 1, "BLOB_DIGEST": c.big_digest,
-                                                "REPOS": 1, **real}, real=True)
+                                                "REPOS": 1, **real}, kind="real")
 
     # -------------------------------------------------------------- report
     def report(self) -> str:
@@ -834,7 +922,8 @@ class Bench:
             o, n, d = by.get((s, "oci-connector")), by.get((s, "nginx")), by.get((s, "direct"))
             if not o:
                 continue
-            if blobish(s) and not s.startswith("real"):
+            # The issue's targets are for the plain fast upstream; real-* and tls-* rows inform.
+            if blobish(s) and not s.startswith(("real", "tls")):
                 if n:
                     checks.append((f"{s}: MiB/s >= 1.0x nginx", o.mibps >= n.mibps, f"{o.mibps / n.mibps:.2f}x"))
                 if d:
@@ -936,8 +1025,9 @@ def main() -> None:
     ap.add_argument("--layer-kib", type=int, default=int(env("LAYER_KIB", "2048")))
     ap.add_argument("--mixed-vus", type=int, default=int(env("MIXED_VUS", "32")))
     ap.add_argument("--paths", default=env("PATHS", "direct,nginx,oci-connector"))
-    ap.add_argument("--scenarios", default=env("SCENARIOS", "manifests,manifests-ab,cold,blob,mixed"),
-                    help="manifests, manifests-ab, cold, blob (all of --blob-vus) or blob-N, mixed")
+    ap.add_argument("--scenarios", default=env("SCENARIOS", "manifests,manifests-ab,cold,blob,mixed,tls"),
+                    help="manifests, manifests-ab, cold, blob (all of --blob-vus) or blob-N, mixed, "
+                         "tls (tls-manifests-ab, tls-blob-1, tls-blob-32 against the upstream over TLS)")
     ap.add_argument("--ab-procs", type=int, default=int(env("AB_PROCS", "1")),
                     help="ab processes for manifests-ab (ab is single-threaded)")
     ap.add_argument("--k6-reps", type=int, default=int(env("K6_REPS", "3")),
@@ -951,6 +1041,8 @@ def main() -> None:
     ap.add_argument("--pin", default=env("PIN", ""), metavar="SERVERS:CLIENTS",
                     help="CPU lists for taskset, e.g. 0:1 runs the upstream, both proxies and the registry on "
                          "CPU 0 and k6/ab on CPU 1 (default: no pinning, the scheduler places everything)")
+    ap.add_argument("--tls", action=argparse.BooleanOptionalAction, default=env("TLS", "1") != "0",
+                    help="also serve the fast upstream over TLS (needed by the tls scenarios)")
     ap.add_argument("--real-repos", type=int, default=int(env("REAL_REPOS", "20")))
     a = ap.parse_args()
     a.blob_vus = [int(v) for v in a.blob_vus.split(",") if v]

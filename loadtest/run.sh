@@ -13,6 +13,7 @@ need_apt=()
 command -v nginx >/dev/null || need_apt+=(nginx-light)
 command -v docker-registry >/dev/null || [[ "${REAL:-1}" == 0 ]] || need_apt+=(docker-registry)
 command -v htpasswd >/dev/null || need_apt+=(apache2-utils)
+command -v openssl >/dev/null || [[ "${TLS:-1}" == 0 ]] || need_apt+=(openssl)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 if ((${#need_apt[@]})); then
     echo "installing ${need_apt[*]} ..."
