@@ -441,11 +441,18 @@ impl Proxy {
         let connector = &state.connector;
         ctx.upstream_repo = rewrite::upstream_repository(connector, &route.repository);
         let uq = rewrite::upstream_query(ask.query, &route.client_prefix, connector);
-        ctx.upstream_uri = format!("/v2/{}/{}", ctx.upstream_repo, route.endpoint.path_suffix());
-        if let Some(q) = &uq.query {
-            ctx.upstream_uri.push('?');
-            ctx.upstream_uri.push_str(q);
+        // Sized once: `format!` plus the query grew it (a realloc per request).
+        let suffix = route.endpoint.path_suffix();
+        let query_len = uq.query.as_ref().map_or(0, |q| q.len() + 1);
+        let mut uri = String::with_capacity(5 + ctx.upstream_repo.len() + suffix.len() + query_len);
+        for part in ["/v2/", ctx.upstream_repo.as_str(), "/", suffix.as_str()] {
+            uri.push_str(part);
         }
+        if let Some(q) = &uq.query {
+            uri.push('?');
+            uri.push_str(q);
+        }
+        ctx.upstream_uri = uri;
         ctx.scopes = auth::scope::predict(ask.method, &ctx.upstream_repo, uq.mount_from.as_deref());
         ctx.connector = Some(state.clone());
         ctx.route = Some(route);

@@ -158,10 +158,11 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, HeadErro
             chunked = v.rsplit(',').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("chunked"));
             saw_te = true;
         } else if h.name.eq_ignore_ascii_case("connection") {
-            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-            if v.split(',').any(|t| t.trim() == "close") {
+            // Byte tokens, compared without case: no lowercased copy per response.
+            let tokens = || h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+            if tokens().any(|t| t.eq_ignore_ascii_case(b"close")) {
                 keep_alive = false;
-            } else if v.split(',').any(|t| t.trim() == "keep-alive") {
+            } else if tokens().any(|t| t.eq_ignore_ascii_case(b"keep-alive")) {
                 keep_alive = true;
             }
         }
@@ -472,6 +473,13 @@ mod tests {
         assert!(
             head(b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n", false).keep_alive
         );
+        // A token list, any case, any spacing; `close` wins over `keep-alive`.
+        let listed = b"HTTP/1.1 200 OK\r\nConnection: Upgrade ,  CLOSE\r\nContent-Length: 0\r\n\r\n";
+        assert!(!head(listed, false).keep_alive);
+        let both = b"HTTP/1.0 200 OK\r\nConnection: keep-alive, Close\r\nContent-Length: 0\r\n\r\n";
+        assert!(!head(both, false).keep_alive);
+        let closed_not = b"HTTP/1.1 200 OK\r\nConnection: closed\r\nContent-Length: 0\r\n\r\n";
+        assert!(head(closed_not, false).keep_alive, "only the whole token `close` ends reuse");
     }
 
     #[test]
