@@ -338,7 +338,7 @@ PROXY_NGINX_SERVER = r"""
     listen 127.0.0.1:@@PORT@@ backlog=4096;
     client_max_body_size 0;
     location / {
-      proxy_pass http://@@NAME@@;
+      proxy_pass @@SCHEME@@://@@NAME@@;@@UPSTREAM_TLS@@
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header Host 127.0.0.1:@@UPSTREAM@@;
@@ -352,31 +352,20 @@ PROXY_NGINX_SERVER = r"""
   }
 """
 
-
-# The same proxy in front of the TLS upstream, verifying it against our CA.
-PROXY_NGINX_TLS_SERVER = r"""
-  upstream @@NAME@@ { server 127.0.0.1:@@UPSTREAM@@; keepalive 64; keepalive_requests 10000000; }
-  server {
-    listen 127.0.0.1:@@PORT@@ backlog=4096;
-    client_max_body_size 0;
-    location / {
-      proxy_pass https://@@NAME@@;
-      proxy_ssl_trusted_certificate @@WORK@@/tls/ca.pem;
+# What the proxy adds for a TLS upstream: verify it against our CA, reuse sessions.
+PROXY_NGINX_UPSTREAM_TLS = """
+      proxy_ssl_trusted_certificate @@CA@@;
       proxy_ssl_verify on;
       proxy_ssl_name 127.0.0.1;
-      proxy_ssl_session_reuse on;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host 127.0.0.1:@@UPSTREAM@@;
-      proxy_set_header Authorization "@@AUTH@@";
-      proxy_buffering on;
-      proxy_buffer_size 64k;
-      proxy_buffers 64 64k;
-      proxy_busy_buffers_size 256k;
-      proxy_max_temp_file_size 0;
-    }
-  }
-"""
+      proxy_ssl_session_reuse on;"""
+
+
+def nginx_proxy_server(name: str, upstream: int, port: int, auth: str, ca: Path | None = None) -> str:
+    """One server block of the nginx proxy: `upstream` over TLS verified against `ca`
+    when given, plain HTTP otherwise; the same tuning either way."""
+    tls = fill(PROXY_NGINX_UPSTREAM_TLS, CA=ca) if ca else ""
+    return fill(PROXY_NGINX_SERVER, SCHEME="https" if ca else "http", UPSTREAM_TLS=tls, NAME=name,
+                UPSTREAM=upstream, PORT=port, AUTH=auth)
 
 
 def make_tls(dir_: Path) -> None:
@@ -641,17 +630,15 @@ class Bench:
         (self.work / "conf" / "upstream-nginx.conf").write_text(up)
 
         proxy = fill(PROXY_NGINX_HEAD, WORKERS=self.a.nginx_workers, WORK=self.work)
-        proxy += fill(PROXY_NGINX_SERVER, NAME="fast", UPSTREAM=self.up_port, PORT=self.ngx_port,
-                      AUTH=f"Bearer {TOKEN}")
+        proxy += nginx_proxy_server("fast", self.up_port, self.ngx_port, f"Bearer {TOKEN}")
         connectors = connector_yaml("fast", f"http://127.0.0.1:{self.up_port}", None)
         if self.a.real:
             self.real_auth = "Basic " + base64.b64encode(b"bench:bench-password").decode()
-            proxy += fill(PROXY_NGINX_SERVER, NAME="real", UPSTREAM=self.reg_port, PORT=self.ngx_real_port,
-                          AUTH=self.real_auth)
+            proxy += nginx_proxy_server("real", self.reg_port, self.ngx_real_port, self.real_auth)
             connectors += connector_yaml("real", f"http://127.0.0.1:{self.reg_port}", ("bench", "bench-password"))
         if self.a.tls:
-            proxy += fill(PROXY_NGINX_TLS_SERVER, NAME="tls", UPSTREAM=self.tls_port, PORT=self.ngx_tls_port,
-                          WORK=self.work, AUTH=f"Bearer {TOKEN}")
+            proxy += nginx_proxy_server("tls", self.tls_port, self.ngx_tls_port, f"Bearer {TOKEN}",
+                                        ca=self.work / "tls" / "ca.pem")
             connectors += connector_yaml("tls", f"https://127.0.0.1:{self.tls_port}", None,
                                          (self.work / "tls" / "ca.pem").read_text())
         proxy += "}\n"
