@@ -21,13 +21,12 @@ use common::fixture::{Mode, Upstream};
 use common::images;
 use common::proxy::{Proxy, Resolver};
 use common::raw::read_response;
+use oci_connector::proxy::tcp::{self, CLIENT_UNSENT_LOWAT};
 
 /// `upstream.receiveBuffer` in these tests: below a stock kernel's
 /// `net.core.rmem_max` (208 KiB), so the proxy applies it everywhere, and a
 /// size the kernel's autotuning does not land on by itself.
 const RECEIVE_BUFFER: usize = 100 * 1024;
-/// The proxy's `TCP_NOTSENT_LOWAT` for client sockets streaming a body.
-const CLIENT_UNSENT_LOWAT: usize = 128 * 1024;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// One TCP socket of the proxy, duplicated into this process.
@@ -39,14 +38,7 @@ struct Socket {
 
 impl Socket {
     fn int_option(&self, level: libc::c_int, option: libc::c_int) -> usize {
-        let mut value: libc::c_int = 0;
-        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: a valid descriptor, and `value`/`len` describe an int.
-        let r = unsafe {
-            libc::getsockopt(self.fd.as_raw_fd(), level, option, (&raw mut value).cast(), &raw mut len)
-        };
-        assert_eq!(r, 0, "getsockopt: {}", std::io::Error::last_os_error());
-        usize::try_from(value).expect("non-negative option")
+        tcp::get_int(self.fd.as_raw_fd(), level, option).expect("getsockopt")
     }
 
     fn receive_buffer(&self) -> usize {
@@ -118,6 +110,23 @@ async fn get(conn: &mut TcpStream, proxy: &Proxy, path: &str) -> (u16, Vec<u8>) 
     (r.status, r.body)
 }
 
+/// GETs `layer` on `conn` and checks it arrived whole (status and digest).
+async fn get_blob(conn: &mut TcpStream, proxy: &Proxy, layer: &images::Blob) {
+    let (status, body) = get(conn, proxy, &api_path(&format!("multi/blobs/{}", layer.digest))).await;
+    assert_eq!(status, 200);
+    assert_eq!(common::sha256_bytes(&body), layer.digest);
+}
+
+/// The registry connections the proxy opened since `before` (kept pooled after
+/// the response) carry `SO_RCVBUF` from `upstream.receiveBuffer`. The kernel
+/// reports twice what was set: it counts its bookkeeping.
+fn assert_new_registry_sockets_bounded(pid: u32, registry_port: u16, before: &HashSet<u64>) {
+    let opened = new_sockets_to(pid, registry_port, before);
+    assert!(!opened.is_empty(), "the proxy keeps its registry connection");
+    let sizes: Vec<usize> = opened.iter().map(Socket::receive_buffer).collect();
+    assert!(sizes.contains(&(2 * RECEIVE_BUFFER)), "registry sockets' SO_RCVBUF: {sizes:?}");
+}
+
 /// The registry seeded with a multi-layer image, and a proxy for it with
 /// `upstream.receiveBuffer` set and `fastLane` as given.
 async fn setup(fast_lane: bool) -> (Upstream, Proxy, images::TestImage) {
@@ -148,17 +157,9 @@ async fn a_relayed_blob_bounds_the_client_socket_and_the_registry_socket() {
     // The 3 MiB layer is relayed (spliced), not read whole.
     let layer = image.largest_blob();
     assert!(layer.size > 256 * 1024);
-    let (status, body) = get(&mut conn, &proxy, &api_path(&format!("multi/blobs/{}", layer.digest))).await;
-    assert_eq!(status, 200);
-    assert_eq!(common::sha256_bytes(&body), layer.digest);
+    get_blob(&mut conn, &proxy, layer).await;
     assert_eq!(proxy_end_of(pid, &conn).unsent_lowat(), CLIENT_UNSENT_LOWAT);
-
-    // The lane's registry connections (pooled after the response). The kernel
-    // reports twice what was set: it counts its bookkeeping.
-    let lane = new_sockets_to(pid, registry_port, &before);
-    assert!(!lane.is_empty(), "the proxy keeps its registry connection");
-    let sizes: Vec<usize> = lane.iter().map(Socket::receive_buffer).collect();
-    assert!(sizes.contains(&(2 * RECEIVE_BUFFER)), "registry sockets' SO_RCVBUF: {sizes:?}");
+    assert_new_registry_sockets_bounded(pid, registry_port, &before);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,13 +169,6 @@ async fn the_general_path_gives_registry_sockets_the_receive_buffer_too() {
     let before = inodes_to(pid, registry_port);
 
     let mut conn = TcpStream::connect(proxy.addr()).await.expect("connect");
-    let layer = image.largest_blob();
-    let (status, body) = get(&mut conn, &proxy, &api_path(&format!("multi/blobs/{}", layer.digest))).await;
-    assert_eq!(status, 200);
-    assert_eq!(common::sha256_bytes(&body), layer.digest);
-
-    let pingora = new_sockets_to(pid, registry_port, &before);
-    assert!(!pingora.is_empty(), "Pingora keeps its registry connection");
-    let sizes: Vec<usize> = pingora.iter().map(Socket::receive_buffer).collect();
-    assert!(sizes.contains(&(2 * RECEIVE_BUFFER)), "registry sockets' SO_RCVBUF: {sizes:?}");
+    get_blob(&mut conn, &proxy, image.largest_blob()).await;
+    assert_new_registry_sockets_bounded(pid, registry_port, &before);
 }
