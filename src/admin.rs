@@ -33,7 +33,7 @@ pub struct AdminApp {
     /// Conditions and the reload outcome.
     pub status: Arc<StatusBoard>,
     /// Request and reload counters.
-    pub metrics: Arc<Metrics>,
+    pub metrics: &'static Metrics,
     /// Token cache counters.
     pub auth: Arc<UpstreamAuth>,
 }

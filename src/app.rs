@@ -105,7 +105,7 @@ pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
     };
     let registry = Arc::new(Registry::new(snapshot));
     let auth = Arc::new(UpstreamAuth::new());
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Metrics::leaked();
     let status = Arc::new(StatusBoard::new(1));
     let fastlane = Arc::new(FastLane::new(settings.upstream.clone()));
     let proxy = Proxy {
@@ -114,7 +114,7 @@ pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
         auth: auth.clone(),
         settings: settings.clone(),
         resolver: Arc::new(Resolver::default()),
-        metrics: metrics.clone(),
+        metrics,
         fastlane: fastlane.clone(),
     };
 
@@ -158,15 +158,14 @@ pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
             settings: settings.clone(),
             registry: registry.clone(),
             status: status.clone(),
-            metrics: metrics.clone(),
+            metrics,
             auth: auth.clone(),
         }
         .into_service();
         admin.add_tcp(&admin_listen.to_string());
         server.add_service(admin);
     }
-    let reloader =
-        Arc::new(Reloader::new(settings.clone(), registry.clone(), http, metrics.clone(), status.clone()));
+    let reloader = Arc::new(Reloader::new(settings.clone(), registry.clone(), http, metrics, status.clone()));
     server.add_service(background_service("connector reload", ReloadService::new(reloader)));
     server.add_service(background_service(
         "connector status",
@@ -182,7 +181,7 @@ pub fn serve(config_path: &Path, opts: ServeOptions) -> anyhow::Result<()> {
 /// flight, instead of always sitting out the whole grace period.
 pub struct Drain {
     /// Source of the in-flight count.
-    pub metrics: Arc<Metrics>,
+    pub metrics: &'static Metrics,
 }
 
 #[async_trait::async_trait]

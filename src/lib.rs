@@ -20,6 +20,7 @@
 //!   and the fast lane that serves GET/HEAD on its own upstream connections (`proxy::fastlane`).
 //! - [`clientconfig`]: renderers of client configuration files.
 //! - [`secret`]: a string type that never prints its value.
+//! - [`shard`]: per-thread shards of state written on every request.
 
 #![warn(missing_docs)]
 
@@ -36,4 +37,5 @@ pub mod registry;
 pub mod reload;
 pub mod routing;
 pub mod secret;
+pub mod shard;
 pub mod status;

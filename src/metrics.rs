@@ -11,13 +11,15 @@
 
 // foldhash: read on every request; the keys are ours (connector ids, label sets, addresses), not chosen by clients.
 use foldhash::HashMap;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::auth::AuthStats;
 use crate::registry::Registry;
+use crate::shard::Sharded;
 use crate::status::StatusBoard;
 
 /// Upper bounds (seconds) of the duration histograms' buckets. Registry traffic
@@ -34,9 +36,10 @@ pub const NO_CONNECTOR: &str = "none";
 /// One finished proxied request, as the access log sees it.
 #[derive(Debug, Clone)]
 pub struct RequestRecord<'a> {
-    /// Connector id (`ns/name`), or [`NO_CONNECTOR`]; shared, so recording a
-    /// request allocates nothing once its series exists.
-    pub connector: Arc<str>,
+    /// Connector id (`ns/name`), or [`NO_CONNECTOR`]. Borrowed: recording a
+    /// request allocates nothing and touches no shared count once its series
+    /// exists.
+    pub connector: &'a str,
     /// HTTP method.
     pub method: &'a http::Method,
     /// Endpoint kind: `manifest`, `blob`, `upload`, `tags`, `referrers`, `base`, `config`, `none`.
@@ -63,14 +66,55 @@ pub enum ReloadOutcome {
 }
 
 /// The proxy's own counters and histograms.
+///
+/// Request series and the in-flight gauge are kept per thread ([`Sharded`]):
+/// a request writes only its own thread's shard (an uncontended lock on a
+/// line that stays in its core's cache), and `/metrics` sums the shards.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: RwLock<HashMap<RequestKey, Arc<RequestSeries>>>,
-    timings: RwLock<HashMap<TimingKey, Arc<TimingSeries>>>,
-    in_flight: AtomicI64,
+    shards: Sharded<Mutex<Shard>>,
+    in_flight: Sharded<AtomicI64>,
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     last_reload_ok_unix: AtomicU64,
+}
+
+/// One thread's request series, by connector.
+#[derive(Debug, Default)]
+struct Shard {
+    connectors: HashMap<Arc<str>, ConnectorSeries>,
+}
+
+/// One connector's series in one shard. A connector sees a handful of
+/// (method, endpoint) pairs, so a list beats a map.
+#[derive(Debug, Default)]
+struct ConnectorSeries {
+    requests: Vec<(&'static str, &'static str, RequestSeries)>,
+    timings: Vec<(&'static str, TimingSeries)>,
+}
+
+impl ConnectorSeries {
+    fn requests(&mut self, method: &'static str, endpoint: &'static str) -> &mut RequestSeries {
+        let i = match self.requests.iter().position(|(m, e, _)| *m == method && *e == endpoint) {
+            Some(i) => i,
+            None => {
+                self.requests.push((method, endpoint, RequestSeries::default()));
+                self.requests.len() - 1
+            }
+        };
+        &mut self.requests[i].2
+    }
+
+    fn timings(&mut self, endpoint: &'static str) -> &mut TimingSeries {
+        let i = match self.timings.iter().position(|(e, _)| *e == endpoint) {
+            Some(i) => i,
+            None => {
+                self.timings.push((endpoint, TimingSeries::default()));
+                self.timings.len() - 1
+            }
+        };
+        &mut self.timings[i].1
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,12 +125,22 @@ struct RequestKey {
 }
 
 /// Per (connector, method, endpoint): counts by status class and byte totals.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct RequestSeries {
     /// Index 0 = no response, 1..=5 = 1xx..5xx.
-    by_class: [AtomicU64; 6],
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
+    by_class: [u64; 6],
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl RequestSeries {
+    fn add(&mut self, other: &RequestSeries) {
+        for (a, b) in self.by_class.iter_mut().zip(other.by_class) {
+            *a += b;
+        }
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,50 +150,60 @@ struct TimingKey {
 }
 
 /// Per (connector, endpoint): request and upstream duration histograms.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct TimingSeries {
     request: Histogram,
     upstream: Histogram,
 }
 
-/// A fixed-bucket histogram with atomic counters.
-#[derive(Debug, Default)]
+/// A fixed-bucket histogram.
+#[derive(Debug, Default, Clone)]
 struct Histogram {
     /// Non-cumulative counts; the last slot is `+Inf`.
-    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
-    sum_micros: AtomicU64,
-    count: AtomicU64,
+    buckets: [u64; DURATION_BUCKETS.len() + 1],
+    sum_micros: u64,
+    count: u64,
 }
 
 impl Histogram {
-    fn observe(&self, d: Duration) {
+    fn observe(&mut self, d: Duration) {
         let secs = d.as_secs_f64();
         let i = DURATION_BUCKETS.iter().position(|b| secs <= *b).unwrap_or(DURATION_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(d.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        self.buckets[i] += 1;
+        self.sum_micros = self.sum_micros.saturating_add(d.as_micros().min(u64::MAX as u128) as u64);
+        self.count += 1;
+    }
+
+    fn add(&mut self, other: &Histogram) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+        self.sum_micros = self.sum_micros.saturating_add(other.sum_micros);
+        self.count += other.count;
     }
 
     fn write(&self, out: &mut String, name: &str, labels: &str) {
         let mut cumulative = 0;
         for (i, le) in DURATION_BUCKETS.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]).enumerate()
         {
-            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            cumulative += self.buckets[i];
             let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
         }
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let sum = self.sum_micros as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count.load(Ordering::Relaxed));
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
     }
 }
 
 /// Keeps one request counted in `requests_in_flight` while alive.
 #[derive(Debug)]
-pub struct InFlight(Arc<Metrics>);
+pub struct InFlight(&'static Metrics);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // Possibly another thread's shard than the increment's (a work-stealing
+        // runtime moves tasks); only the sum is read.
+        self.0.in_flight.local().fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -160,32 +224,37 @@ impl Metrics {
         Self::default()
     }
 
+    /// Empty counters that live as long as the process: the proxy's request
+    /// contexts hold a plain reference (no shared reference count to bump).
+    pub fn leaked() -> &'static Metrics {
+        Box::leak(Box::new(Metrics::new()))
+    }
+
     /// Counts a request as in flight until the returned guard is dropped (with
     /// the request's context, however the request ends).
-    pub fn in_flight_guard(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self.clone())
+    pub fn in_flight_guard(&'static self) -> InFlight {
+        self.in_flight.local().fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
     }
 
     /// Requests currently being served.
     pub fn in_flight(&self) -> i64 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight.all().map(|n| n.load(Ordering::Relaxed)).sum()
     }
 
     /// Records a finished request.
     pub fn record_request(&self, r: &RequestRecord<'_>) {
         let method = method_label(r.method);
-        let counts = series(
-            &self.requests,
-            RequestKey { connector: r.connector.clone(), method, endpoint: r.endpoint },
-        );
-        let class = usize::from(r.status / 100).min(5);
-        counts.by_class[class].fetch_add(1, Ordering::Relaxed);
-        counts.bytes_in.fetch_add(r.bytes_in, Ordering::Relaxed);
-        counts.bytes_out.fetch_add(r.bytes_out, Ordering::Relaxed);
-
-        let timing =
-            series(&self.timings, TimingKey { connector: r.connector.clone(), endpoint: r.endpoint });
+        let mut shard = self.shards.local().lock().unwrap_or_else(|p| p.into_inner());
+        let series = match shard.connectors.get_mut(r.connector) {
+            Some(s) => s,
+            None => shard.connectors.entry(Arc::from(r.connector)).or_default(),
+        };
+        let counts = series.requests(method, r.endpoint);
+        counts.by_class[usize::from(r.status / 100).min(5)] += 1;
+        counts.bytes_in += r.bytes_in;
+        counts.bytes_out += r.bytes_out;
+        let timing = series.timings(r.endpoint);
         timing.request.observe(r.duration);
         if let Some(u) = r.upstream_duration {
             timing.upstream.observe(u);
@@ -196,9 +265,10 @@ impl Metrics {
     /// a reload removed them), so `/metrics` does not grow with connector churn.
     /// Series without a connector stay.
     pub fn retain_connectors(&self, live: &std::collections::HashSet<&str>) {
-        let keep = |c: &str| c == NO_CONNECTOR || live.contains(c);
-        self.requests.write().unwrap_or_else(|p| p.into_inner()).retain(|k, _| keep(&k.connector));
-        self.timings.write().unwrap_or_else(|p| p.into_inner()).retain(|k, _| keep(&k.connector));
+        for shard in self.shards.all() {
+            let mut shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            shard.connectors.retain(|c, _| &**c == NO_CONNECTOR || live.contains(&**c));
+        }
     }
 
     /// Records a reload attempt.
@@ -221,8 +291,9 @@ impl Metrics {
     /// The Prometheus text exposition (format 0.0.4) of every metric.
     pub fn render(&self, src: Sources<'_>) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        self.render_requests(&mut out);
-        self.render_timings(&mut out);
+        let (requests, timings) = self.merged();
+        self.render_requests(&mut out, &requests);
+        self.render_timings(&mut out, &timings);
 
         let a = src.auth;
         header(
@@ -231,7 +302,7 @@ impl Metrics {
             "counter",
             "Upstream requests served with a cached registry token.",
         );
-        sample(&mut out, "token_cache_hits_total", "", a.cache_hits.load(Ordering::Relaxed));
+        sample(&mut out, "token_cache_hits_total", "", a.cache_hit_count());
         header(
             &mut out,
             "token_cache_misses_total",
@@ -276,20 +347,37 @@ impl Metrics {
         out
     }
 
-    fn render_requests(&self, out: &mut String) {
-        let map = self.requests.read().unwrap_or_else(|p| p.into_inner());
-        let mut keys: Vec<&RequestKey> = map.keys().collect();
-        keys.sort();
+    /// Every shard's series summed, in label order.
+    fn merged(&self) -> (BTreeMap<RequestKey, RequestSeries>, BTreeMap<TimingKey, TimingSeries>) {
+        let mut requests = BTreeMap::<RequestKey, RequestSeries>::new();
+        let mut timings = BTreeMap::<TimingKey, TimingSeries>::new();
+        for shard in self.shards.all() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for (connector, series) in &shard.connectors {
+                for (method, endpoint, counts) in &series.requests {
+                    let key = RequestKey { connector: connector.clone(), method, endpoint };
+                    requests.entry(key).or_default().add(counts);
+                }
+                for (endpoint, t) in &series.timings {
+                    let sum =
+                        timings.entry(TimingKey { connector: connector.clone(), endpoint }).or_default();
+                    sum.request.add(&t.request);
+                    sum.upstream.add(&t.upstream);
+                }
+            }
+        }
+        (requests, timings)
+    }
+
+    fn render_requests(&self, out: &mut String, map: &BTreeMap<RequestKey, RequestSeries>) {
         header(
             out,
             "requests_total",
             "counter",
             "Requests by connector, method, endpoint kind and status class.",
         );
-        for k in &keys {
-            let s = &map[*k];
-            for (class, counter) in s.by_class.iter().enumerate() {
-                let n = counter.load(Ordering::Relaxed);
+        for (k, s) in map {
+            for (class, &n) in s.by_class.iter().enumerate() {
                 if n > 0 {
                     let labels = format!("{},status_class=\"{}\"", request_labels(k), class_label(class));
                     sample(out, "requests_total", &labels, n);
@@ -297,24 +385,16 @@ impl Metrics {
             }
         }
         header(out, "request_bytes_total", "counter", "Request body bytes received from clients.");
-        for k in &keys {
-            sample(out, "request_bytes_total", &request_labels(k), map[*k].bytes_in.load(Ordering::Relaxed));
+        for (k, s) in map {
+            sample(out, "request_bytes_total", &request_labels(k), s.bytes_in);
         }
         header(out, "response_bytes_total", "counter", "Response body bytes sent to clients.");
-        for k in &keys {
-            sample(
-                out,
-                "response_bytes_total",
-                &request_labels(k),
-                map[*k].bytes_out.load(Ordering::Relaxed),
-            );
+        for (k, s) in map {
+            sample(out, "response_bytes_total", &request_labels(k), s.bytes_out);
         }
     }
 
-    fn render_timings(&self, out: &mut String) {
-        let map = self.timings.read().unwrap_or_else(|p| p.into_inner());
-        let mut keys: Vec<&TimingKey> = map.keys().collect();
-        keys.sort();
+    fn render_timings(&self, out: &mut String, map: &BTreeMap<TimingKey, TimingSeries>) {
         let labels =
             |k: &TimingKey| format!("connector=\"{}\",endpoint=\"{}\"", escape(&k.connector), k.endpoint);
         header(
@@ -323,8 +403,8 @@ impl Metrics {
             "histogram",
             "Time from request start to the end of the response.",
         );
-        for k in &keys {
-            map[*k].request.write(out, &format!("{NS}_request_duration_seconds"), &labels(k));
+        for (k, t) in map {
+            t.request.write(out, &format!("{NS}_request_duration_seconds"), &labels(k));
         }
         header(
             out,
@@ -332,23 +412,12 @@ impl Metrics {
             "histogram",
             "Time from the first upstream attempt to the final upstream response header (includes token retries and followed redirects).",
         );
-        for k in &keys {
-            let h = &map[*k].upstream;
-            if h.count.load(Ordering::Relaxed) > 0 {
-                h.write(out, &format!("{NS}_upstream_duration_seconds"), &labels(k));
+        for (k, t) in map {
+            if t.upstream.count > 0 {
+                t.upstream.write(out, &format!("{NS}_upstream_duration_seconds"), &labels(k));
             }
         }
     }
-}
-
-/// Looks a series up under the read lock; inserts it under the write lock only
-/// the first time a label combination is seen.
-fn series<K: std::hash::Hash + Eq, V: Default>(map: &RwLock<HashMap<K, Arc<V>>>, key: K) -> Arc<V> {
-    if let Some(s) = map.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
-        return s.clone();
-    }
-    let mut write = map.write().unwrap_or_else(|p| p.into_inner());
-    write.entry(key).or_default().clone()
 }
 
 fn request_labels(k: &RequestKey) -> String {
@@ -397,7 +466,7 @@ mod tests {
 
     #[test]
     fn histogram_is_cumulative() {
-        let h = Histogram::default();
+        let mut h = Histogram::default();
         h.observe(Duration::from_millis(3));
         h.observe(Duration::from_millis(30));
         h.observe(Duration::from_secs(1000));
@@ -421,12 +490,12 @@ mod tests {
 
     #[test]
     fn requests_are_counted_by_class_with_bytes() {
-        let m = Arc::new(Metrics::new());
+        let m = Metrics::leaked();
         for status in [200, 200, 404, 0] {
             let _guard = m.in_flight_guard();
             assert_eq!(m.in_flight(), 1);
             m.record_request(&RequestRecord {
-                connector: Arc::from("ns/a"),
+                connector: "ns/a",
                 method: &http::Method::GET,
                 endpoint: "blob",
                 status,
@@ -437,8 +506,9 @@ mod tests {
             });
         }
         let mut out = String::new();
-        m.render_requests(&mut out);
-        m.render_timings(&mut out);
+        let (requests, timings) = m.merged();
+        m.render_requests(&mut out, &requests);
+        m.render_timings(&mut out, &timings);
         let l = "connector=\"ns/a\",method=\"GET\",endpoint=\"blob\"";
         assert!(
             out.contains(&format!("oci_connector_requests_total{{{l},status_class=\"2xx\"}} 2\n")),
@@ -465,7 +535,7 @@ mod tests {
         let m = Metrics::new();
         for connector in ["ns/kept", "ns/gone", NO_CONNECTOR] {
             m.record_request(&RequestRecord {
-                connector: Arc::from(connector),
+                connector,
                 method: &http::Method::GET,
                 endpoint: "manifest",
                 status: 200,
@@ -477,10 +547,63 @@ mod tests {
         }
         m.retain_connectors(&["ns/kept"].into_iter().collect());
         let mut out = String::new();
-        m.render_requests(&mut out);
-        m.render_timings(&mut out);
+        let (requests, timings) = m.merged();
+        m.render_requests(&mut out, &requests);
+        m.render_timings(&mut out, &timings);
         assert!(out.contains("connector=\"ns/kept\""), "{out}");
         assert!(out.contains(&format!("connector=\"{NO_CONNECTOR}\"")), "{out}");
         assert!(!out.contains("ns/gone"), "{out}");
+    }
+
+    #[test]
+    fn shards_of_all_threads_are_summed() {
+        let m = Metrics::leaked();
+        let record = |status| RequestRecord {
+            connector: "ns/a",
+            method: &http::Method::HEAD,
+            endpoint: "manifest",
+            status,
+            duration: Duration::from_millis(2),
+            upstream_duration: Some(Duration::from_millis(1)),
+            bytes_in: 0,
+            bytes_out: 10,
+        };
+        let guard = m.in_flight_guard();
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| {
+                    let _inner = m.in_flight_guard();
+                    for _ in 0..100 {
+                        m.record_request(&record(200));
+                    }
+                    m.record_request(&record(503));
+                });
+            }
+        });
+        assert_eq!(m.in_flight(), 1);
+        drop(guard);
+        assert_eq!(m.in_flight(), 0);
+        let (requests, timings) = m.merged();
+        let mut out = String::new();
+        m.render_requests(&mut out, &requests);
+        m.render_timings(&mut out, &timings);
+        let l = "connector=\"ns/a\",method=\"HEAD\",endpoint=\"manifest\"";
+        assert!(
+            out.contains(&format!("oci_connector_requests_total{{{l},status_class=\"2xx\"}} 300\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("oci_connector_requests_total{{{l},status_class=\"5xx\"}} 3\n")),
+            "{out}"
+        );
+        assert!(out.contains(&format!("oci_connector_response_bytes_total{{{l}}} 3030\n")), "{out}");
+        assert!(out.contains(
+            "oci_connector_request_duration_seconds_count{connector=\"ns/a\",endpoint=\"manifest\"} 303\n"
+        ));
+        assert_eq!(
+            out.matches("oci_connector_response_bytes_total{").count(),
+            1,
+            "one series, not one per shard"
+        );
     }
 }

@@ -106,7 +106,7 @@ pub struct Reloader {
     /// The shared HTTP client for connectors without their own CA.
     pub http: reqwest::Client,
     /// Reload counters.
-    pub metrics: Arc<Metrics>,
+    pub metrics: &'static Metrics,
     /// Reload outcome and prober wake-up.
     pub status: Arc<StatusBoard>,
     /// One reload at a time.
@@ -119,7 +119,7 @@ impl Reloader {
         settings: Arc<Settings>,
         registry: Arc<Registry>,
         http: reqwest::Client,
-        metrics: Arc<Metrics>,
+        metrics: &'static Metrics,
         status: Arc<StatusBoard>,
     ) -> Self {
         Reloader { settings, registry, http, metrics, status, serial: Mutex::new(()) }

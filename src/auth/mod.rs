@@ -16,7 +16,7 @@ pub mod token_client;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -25,6 +25,7 @@ use moka::Expiry;
 
 use crate::registry::ConnectorState;
 use crate::secret::Secret;
+use crate::shard::Sharded;
 pub use challenge::Challenge;
 
 /// Why no upstream authorization could be obtained. Messages never contain
@@ -155,28 +156,42 @@ const MEMO_SCHEME_TTL: Duration = Duration::from_secs(60);
 /// copy is due for refresh; any refusal by the registry clears them all.
 /// Lives in the connector's state, so a reload starts it afresh (the moka
 /// caches behind it survive reloads).
+///
+/// Kept per thread ([`Sharded`]): each thread memoises what it looked up, in
+/// its own copy of the header, so a hit takes no lock and bumps no count
+/// another core writes too (each thread's first request for a scope goes to
+/// moka, which is shared).
 #[derive(Debug, Default)]
 pub struct AuthMemo {
-    entries: RwLock<HashMap<String, (Authorization, Instant)>>,
+    shards: Sharded<MemoShard>,
 }
+
+/// One thread's memo: locked by that thread, and by [`AuthMemo::clear`] after
+/// a refusal, so the lock is uncontended.
+type MemoShard = Mutex<HashMap<String, (Authorization, Instant)>>;
 
 impl AuthMemo {
     fn get(&self, scope: &str, now: Instant) -> Option<Authorization> {
-        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let entries = self.shards.local().lock().unwrap_or_else(|p| p.into_inner());
         let (a, until) = entries.get(scope)?;
         (now < *until).then(|| Authorization { header: a.header.clone(), from_cache: true })
     }
 
     fn put(&self, scope: Cow<'_, str>, auth: &Authorization, until: Instant) {
-        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        // A copy of the value, not of the shared handle: its count is this thread's.
+        let own =
+            Authorization { header: auth.header.as_ref().map(Secret::copy), from_cache: auth.from_cache };
+        let mut entries = self.shards.local().lock().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= MEMO_CAPACITY {
             entries.clear();
         }
-        entries.insert(scope.into_owned(), (auth.clone(), until));
+        entries.insert(scope.into_owned(), (own, until));
     }
 
     fn clear(&self) {
-        self.entries.write().unwrap_or_else(|p| p.into_inner()).clear();
+        for shard in self.shards.all() {
+            shard.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        }
     }
 }
 
@@ -206,14 +221,22 @@ impl Expiry<TokenKey, Arc<CachedToken>> for TokenExpiry {
 /// Counters of the token machinery (exported as metrics).
 #[derive(Debug, Default)]
 pub struct AuthStats {
-    /// Requests served with a cached token.
-    pub cache_hits: AtomicU64,
+    /// Requests served with a cached token (per thread: counted on every
+    /// request; [`AuthStats::cache_hit_count`] sums them).
+    pub cache_hits: Sharded<AtomicU64>,
     /// Requests that had to wait for a token request.
     pub cache_misses: AtomicU64,
     /// Token requests that succeeded.
     pub fetch_ok: AtomicU64,
     /// Token requests that failed.
     pub fetch_failed: AtomicU64,
+}
+
+impl AuthStats {
+    /// Requests served with a cached token, all threads.
+    pub fn cache_hit_count(&self) -> u64 {
+        self.cache_hits.all().map(|n| n.load(Ordering::Relaxed)).sum()
+    }
 }
 
 /// Upstream authorization for all connectors: scheme discovery plus token cache.
@@ -247,10 +270,20 @@ impl UpstreamAuth {
         state: &ConnectorState,
         scopes: &[String],
     ) -> Result<Authorization, AuthError> {
+        self.authorization_at(state, scopes, Instant::now()).await
+    }
+
+    /// [`authorization`](Self::authorization) with a clock reading the caller
+    /// already has (a request's start), so a memo hit reads no clock.
+    pub async fn authorization_at(
+        &self,
+        state: &ConnectorState,
+        scopes: &[String],
+        now: Instant,
+    ) -> Result<Authorization, AuthError> {
         let key = memo_key(scopes);
-        let now = Instant::now();
         if let Some(hit) = state.auth_memo.get(&key, now) {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.stats.cache_hits.local().fetch_add(1, Ordering::Relaxed);
             return Ok(hit);
         }
         let (auth, until) = self.lookup(state, scopes).await?;
@@ -292,7 +325,7 @@ impl UpstreamAuth {
     ) -> Result<(Authorization, Arc<CachedToken>), AuthError> {
         let key = TokenKey { connector: state.cache_key.clone(), realm, service, scope: scopes.join(" ") };
         if let Some(hit) = self.tokens.get(&key).await {
-            self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+            self.stats.cache_hits.local().fetch_add(1, Ordering::Relaxed);
             return Ok((Authorization { header: Some(hit.header.clone()), from_cache: true }, hit));
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);

@@ -38,10 +38,11 @@ impl Admission {
 
 /// Checks the `Authorization` header against `keys` (`None`: authentication off).
 /// Every failure is a 401 `UNAUTHORIZED` whose message says why, never echoing the token.
+/// `now` is read only when there is a token to check.
 pub fn admit(
     keys: Option<&KeySet>,
     authorization: Option<&[u8]>,
-    now: SystemTime,
+    now: impl FnOnce() -> SystemTime,
 ) -> Result<Admission, OciError> {
     let Some(keys) = keys else { return Ok(Admission::Open) };
     let unauthorized = |why: &str| {
@@ -51,7 +52,7 @@ pub fn admit(
     let token = authorization
         .and_then(credential_from_authorization)
         .ok_or_else(|| unauthorized("no proxy token presented"))?;
-    match keys.verify(token.expose(), now) {
+    match keys.verify(token.expose(), now()) {
         Ok(grant) => Ok(Admission::Granted(grant)),
         Err(TokenRejection::Expired) => Err(unauthorized("the proxy token has expired")),
         Err(TokenRejection::Malformed) => Err(unauthorized("the proxy token is malformed")),

@@ -128,15 +128,17 @@ impl Proxy {
                 ctx.auth.header.as_ref().map(|h| h.expose()),
                 session.headers(),
             );
-            ctx.upstream_started.get_or_insert_with(Instant::now);
-            let x = match self.fastlane.exchange(&key, state.fast_tls.as_ref(), &request, head_request).await
-            {
+            let sent = Instant::now();
+            ctx.upstream_started.get_or_insert(sent);
+            let tls = state.fast_tls.as_ref();
+            let x = match self.fastlane.exchange(&key, tls, &request, head_request, sent).await {
                 Ok(x) => x,
                 Err(e) => return self.fail_fast(session, ctx, &e).await,
             };
+            let answered = Instant::now();
             let status = x.head.status;
             ctx.upstream_status = Some(status);
-            ctx.upstream_answered = Some(Instant::now());
+            ctx.upstream_answered = Some(answered);
             if status != 401 && status != 403 {
                 break x;
             }
@@ -182,6 +184,13 @@ impl Proxy {
         if dechunk || framing == Framing::UntilClose {
             session.close_after();
         }
+        // A body that came with the head leaves the connection idle from then
+        // on; a streamed one when the stream ends (then the clock is read).
+        let streamed = match framing {
+            Framing::Empty => false,
+            Framing::Length(n) => (x.body_prefix().len() as u64) < n,
+            Framing::Chunked | Framing::UntilClose => true,
+        };
         let head = self.client_head(session, ctx, state, &x, dechunk);
         ctx.status = Some(status);
         let mut client = session.client(fd, self.fastlane.io_timeout());
@@ -213,7 +222,11 @@ impl Proxy {
         match result {
             Ok(relayed) => {
                 ctx.bytes_out = relayed.bytes;
-                self.fastlane.release(x, relayed.clean);
+                let idle_since = match (streamed, ctx.upstream_answered) {
+                    (false, Some(answered)) => answered,
+                    _ => Instant::now(),
+                };
+                self.fastlane.release(x, relayed.clean, idle_since);
             }
             Err(e) => {
                 // The head is out: the only honest end is closing the client

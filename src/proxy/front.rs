@@ -17,7 +17,7 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use http::Method;
@@ -68,8 +68,8 @@ pub(super) fn redirect_of(context: Box<dyn std::any::Any + Send + Sync>) -> Opti
 
 /// What became of one request read by the front door.
 enum Outcome {
-    /// Answered; the connection stays open when `keep` is true.
-    Served { keep: bool },
+    /// Answered at `ended`; the connection stays open when `keep` is true.
+    Served { keep: bool, ended: Instant },
     /// Pingora serves this request (still at the start of the buffer), with
     /// the redirect the front door already received, if any.
     HandOver(Option<Url>),
@@ -166,8 +166,8 @@ impl FrontDoor {
             }
         };
         let error = result.as_ref().err().map(|e| e.etype().as_str());
-        self.proxy.record(&parts.method, parts.path, ctx.status.unwrap_or(0), error, &ctx);
-        Outcome::Served { keep: front.keep && result.is_ok() }
+        let ended = self.proxy.record(&parts.method, parts.path, ctx.status.unwrap_or(0), error, &ctx);
+        Outcome::Served { keep: front.keep && result.is_ok(), ended }
     }
 
     /// Gives the connection to Pingora for the request at the start of
@@ -212,6 +212,9 @@ impl ServerApp for FrontDoor {
         };
         let mut inbound = Inbound { stream, buf: Vec::with_capacity(READ_CHUNK) };
         let mut timer = fastlane::ReadTimer::new();
+        // When the wait for the next head began, if a clock reading says so
+        // (the end of the request just served).
+        let mut began = None;
         loop {
             let outcome = {
                 let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -220,7 +223,10 @@ impl ServerApp for FrontDoor {
                     Ok(httparse::Status::Complete(len)) => {
                         let shutting_down = *shutdown.borrow();
                         match self.serve(&req, &inbound.stream, shutting_down).await {
-                            Outcome::Served { keep } => Some(Ok((keep, len))),
+                            Outcome::Served { keep, ended } => {
+                                began = Some(ended);
+                                Some(Ok((keep, len)))
+                            }
                             Outcome::HandOver(redirect) => Some(Err((redirect, request_len(&req, len)))),
                         }
                     }
@@ -260,7 +266,7 @@ impl ServerApp for FrontDoor {
             if inbound.buf.capacity() - inbound.buf.len() < READ_CHUNK / 4 {
                 inbound.buf.reserve(READ_CHUNK);
             }
-            match timer.run(wait, inbound.stream.read_buf(&mut inbound.buf)).await {
+            match timer.run(began.take(), wait, inbound.stream.read_buf(&mut inbound.buf)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return None,
             }

@@ -89,7 +89,7 @@ pub struct Proxy {
     /// Client-token keys; `None` when client authentication is off.
     pub client_keys: Option<Arc<KeySet>>,
     /// Request counters and histograms (recorded in `logging`).
-    pub metrics: Arc<Metrics>,
+    pub metrics: &'static Metrics,
     /// The GET/HEAD fast lane and its upstream connection pool.
     pub fastlane: Arc<FastLane>,
 }
@@ -398,7 +398,7 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let req = session.req_header();
         let status = session.response_written().map(|r| r.status.as_u16()).or(ctx.status).unwrap_or(0);
-        self.record(&req.method, req.uri.path(), status, e.map(|e| e.etype().as_str()), ctx);
+        let _ = self.record(&req.method, req.uri.path(), status, e.map(|e| e.etype().as_str()), ctx);
     }
 }
 
@@ -410,7 +410,7 @@ impl Proxy {
     async fn decide(&self, ask: &Ask<'_>, ctx: &mut RequestCtx) -> Decision {
         let snapshot = self.registry.load();
         let admission =
-            match client_auth::admit(self.client_keys.as_deref(), ask.authorization, SystemTime::now()) {
+            match client_auth::admit(self.client_keys.as_deref(), ask.authorization, SystemTime::now) {
                 Ok(a) => a,
                 Err(err) => return Decision::Answer(Reply::unauthorized(&err)),
             };
@@ -457,27 +457,32 @@ impl Proxy {
         ctx.connector = Some(state.clone());
         ctx.route = Some(route);
 
-        match self.auth.authorization(&state, &ctx.scopes).await {
+        match self.auth.authorization_at(&state, &ctx.scopes, ctx.started).await {
             Ok(a) => ctx.auth = a,
             Err(e) => return Decision::Answer(Reply::error(&errors::auth_failed(&state, &e))),
         }
         Decision::Proxy(state)
     }
 
-    /// Records a finished request: metrics, and the access log line when enabled.
-    fn record(&self, method: &Method, path: &str, status: u16, error: Option<&str>, ctx: &RequestCtx) {
-        let duration = ctx.started.elapsed();
+    /// Records a finished request: metrics, and the access log line when
+    /// enabled. Returns when it ended (the clock reading its duration came from).
+    fn record(
+        &self,
+        method: &Method,
+        path: &str,
+        status: u16,
+        error: Option<&str>,
+        ctx: &RequestCtx,
+    ) -> Instant {
+        let ended = Instant::now();
+        let duration = ended.saturating_duration_since(ctx.started);
         let endpoint = match &ctx.route {
             Some(r) => r.endpoint.kind(),
             None if path.trim_end_matches('/') == "/v2" => "base",
             None => "none",
         };
         self.metrics.record_request(&RequestRecord {
-            connector: ctx
-                .connector
-                .as_ref()
-                .map(|c| c.label.clone())
-                .unwrap_or_else(|| Arc::from(NO_CONNECTOR)),
+            connector: ctx.connector.as_ref().map_or(NO_CONNECTOR, |c| &*c.label),
             method,
             endpoint,
             status,
@@ -508,6 +513,7 @@ impl Proxy {
                 error.or(ctx.aborted).map(|e| format!(" error=\"{e}\"")).unwrap_or_default(),
             );
         }
+        ended
     }
 
     /// Renders a client configuration for one connector with the caller's own

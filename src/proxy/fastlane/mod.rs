@@ -24,7 +24,7 @@ pub mod timer;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
@@ -84,23 +84,26 @@ impl FastLane {
     /// Sends `request` (a bodiless head) and reads the response head, over a
     /// pooled connection for `key` or a new one (secured with `tls` if given).
     /// A pooled connection that fails before the first response byte (the
-    /// registry closed it while idle) is replaced by a new one, once.
+    /// registry closed it while idle) is replaced by a new one, once. `now` is
+    /// a clock reading from just before (pool ages and the read timeout count
+    /// from it).
     pub async fn exchange(
         &self,
         key: &PoolKey,
         tls: Option<&TlsTarget>,
         request: &[u8],
         head_request: bool,
+        now: Instant,
     ) -> Result<Exchange, Box<Error>> {
-        if let Some(stream) = self.pool.take(key) {
-            match self.attempt(stream, key, request, head_request).await {
+        if let Some(stream) = self.pool.take(key, now) {
+            match self.attempt(stream, key, request, head_request, Some(now)).await {
                 Ok(x) => return Ok(x),
                 Err(Attempt::Stale) => {}
                 Err(Attempt::Failed(e)) => return Err(e),
             }
         }
         let stream = self.connect(key.addr, tls).await?;
-        match self.attempt(stream, key, request, head_request).await {
+        match self.attempt(stream, key, request, head_request, None).await {
             Ok(x) => Ok(x),
             Err(Attempt::Stale) => Err(Error::explain(
                 ErrorType::ConnectionClosed,
@@ -152,6 +155,7 @@ impl FastLane {
         key: &PoolKey,
         request: &[u8],
         head_request: bool,
+        mut sent: Option<Instant>,
     ) -> Result<Exchange, Attempt> {
         // TLS buffers what it encrypts: flush, or the request may not leave.
         if stream.io.write_all(request).await.is_err() || stream.io.flush().await.is_err() {
@@ -159,7 +163,7 @@ impl FastLane {
         }
         let mut buf = Vec::with_capacity(HEAD_READ);
         loop {
-            let n = self.read_some(&mut stream, &mut buf).await.map_err(|e| {
+            let n = self.read_some(&mut stream, &mut buf, sent.take()).await.map_err(|e| {
                 if buf.is_empty() && e.etype() != &ErrorType::ReadTimedout {
                     Attempt::Stale
                 } else {
@@ -192,12 +196,18 @@ impl FastLane {
     /// `read_buf` (not `try_read`): tokio forgets the socket's readiness after
     /// a short read, so the next exchange waits for the reactor instead of
     /// spending a system call on `EAGAIN`. The connection's own `ReadTimer`
-    /// keeps the timeout from costing a timer per read.
-    async fn read_some(&self, stream: &mut Conn, buf: &mut Vec<u8>) -> Result<usize, Box<Error>> {
+    /// keeps the timeout from costing a timer per read; `began` is when the
+    /// wait began, if the caller has that clock reading.
+    async fn read_some(
+        &self,
+        stream: &mut Conn,
+        buf: &mut Vec<u8>,
+        began: Option<Instant>,
+    ) -> Result<usize, Box<Error>> {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(HEAD_READ);
         }
-        match stream.timer.run(self.timeouts.read_timeout, stream.io.read_buf(buf)).await {
+        match stream.timer.run(began, self.timeouts.read_timeout, stream.io.read_buf(buf)).await {
             Err(_) => Err(upstream_error(ErrorType::ReadTimedout, "registry did not answer")),
             Ok(Err(e)) => Err(Error::because(ErrorType::ReadError, "reading", e).into_up()),
             Ok(Ok(n)) => Ok(n),
@@ -209,7 +219,7 @@ impl FastLane {
         let want = x.head.len + len as usize;
         x.buf.reserve(want.saturating_sub(x.buf.len()));
         while x.buf.len() < want {
-            if self.read_some(&mut x.stream, &mut x.buf).await? == 0 {
+            if self.read_some(&mut x.stream, &mut x.buf, None).await? == 0 {
                 return Err(upstream_error(ErrorType::ConnectionClosed, "registry closed mid-body"));
             }
         }
@@ -218,10 +228,10 @@ impl FastLane {
 
     /// Returns the connection for reuse when the response was consumed exactly
     /// (`clean`: nothing read beyond its end) and the registry keeps it open;
-    /// otherwise it is closed.
-    pub fn release(&self, x: Exchange, clean: bool) {
+    /// otherwise it is closed. `now`: when the response was read to its end.
+    pub fn release(&self, x: Exchange, clean: bool, now: Instant) {
         if x.head.keep_alive && clean {
-            self.pool.put(&x.key, x.stream);
+            self.pool.put(&x.key, x.stream, now);
         }
     }
 
@@ -318,7 +328,7 @@ impl FastLane {
 
     /// One more read of the registry socket into `buf`; end of stream is an error.
     async fn read_more(&self, x: &mut Exchange, buf: &mut Vec<u8>) -> Result<(), CopyError> {
-        match self.read_some(&mut x.stream, buf).await {
+        match self.read_some(&mut x.stream, buf, None).await {
             Ok(0) => Err(CopyError::Upstream(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "registry closed mid-body",

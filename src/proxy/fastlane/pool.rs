@@ -4,12 +4,13 @@
 //! roots verified them.
 
 // foldhash: read on every request; the keys are ours (connector ids, label sets, addresses), not chosen by clients.
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::conn::Conn;
+use crate::shard::{self, Sharded};
 
 /// Which idle connections a request may reuse.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -26,7 +27,7 @@ pub struct PoolKey {
 impl PoolKey {
     /// The key for a connection to `addr` used from the current thread.
     pub fn here(addr: SocketAddr, verified_for: Option<Arc<str>>) -> Self {
-        PoolKey { addr, verified_for, thread: std::thread::current().id() }
+        PoolKey { addr, verified_for, thread: shard::thread_id() }
     }
 }
 
@@ -39,35 +40,43 @@ struct Idle {
     since: Instant,
 }
 
+/// Idle connections released on one thread, by key.
+type Shard = Mutex<HashMap<PoolKey, Vec<Idle>>>;
+
 /// The pool. A connection that the registry closed while idle is only found
 /// out when it is used; the fast lane then retries once on a new connection,
 /// which is safe because it only carries GET and HEAD.
+///
+/// Kept per thread ([`Sharded`]): a connection is reused on the thread that
+/// released it anyway (its key names the thread), so each thread takes and
+/// puts under a lock no other request thread touches.
 pub struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    idle: Sharded<Shard>,
     idle_timeout: Duration,
 }
 
 impl Pool {
     /// A pool that drops connections idle for longer than `idle_timeout`.
     pub fn new(idle_timeout: Duration) -> Self {
-        Pool { idle: Mutex::new(HashMap::new()), idle_timeout }
+        Pool { idle: Sharded::default(), idle_timeout }
     }
 
-    /// The most recently released live-looking connection for `key`.
-    pub fn take(&self, key: &PoolKey) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+    /// The most recently released live-looking connection for `key`, as of
+    /// `now` (a clock reading the caller already has).
+    pub fn take(&self, key: &PoolKey, now: Instant) -> Option<Conn> {
+        let mut idle = self.idle.local().lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.get_mut(key)?;
         while let Some(c) = list.pop() {
-            if c.since.elapsed() < self.idle_timeout {
+            if now.saturating_duration_since(c.since) < self.idle_timeout {
                 return Some(c.stream);
             }
         }
         None
     }
 
-    /// Returns a connection whose last response was read completely.
-    pub fn put(&self, key: &PoolKey, stream: Conn) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+    /// Returns a connection whose last response was read completely (at `now`).
+    pub fn put(&self, key: &PoolKey, stream: Conn, now: Instant) {
+        let mut idle = self.idle.local().lock().unwrap_or_else(|p| p.into_inner());
         let list = match idle.get_mut(key) {
             Some(list) => list,
             None => idle.entry(key.clone()).or_default(),
@@ -76,22 +85,26 @@ impl Pool {
             // Oldest first out: they are the likeliest to have been closed.
             list.remove(0);
         }
-        list.push(Idle { stream, since: Instant::now() });
+        list.push(Idle { stream, since: now });
     }
 
     /// Closes every connection idle for longer than the timeout, so a registry
     /// that is no longer used does not keep descriptors open.
     pub fn sweep(&self) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        idle.retain(|_, list| {
-            list.retain(|c| c.since.elapsed() < self.idle_timeout);
-            !list.is_empty()
-        });
+        let now = Instant::now();
+        for shard in self.idle.all() {
+            let mut idle = shard.lock().unwrap_or_else(|p| p.into_inner());
+            idle.retain(|_, list| {
+                list.retain(|c| now.saturating_duration_since(c.since) < self.idle_timeout);
+                !list.is_empty()
+            });
+        }
     }
 
     /// Idle connections for `key`.
     pub fn idle_count(&self, key: &PoolKey) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).get(key).map_or(0, Vec::len)
+        let count = |s: &Shard| s.lock().unwrap_or_else(|p| p.into_inner()).get(key).map_or(0, Vec::len);
+        self.idle.all().map(count).sum()
     }
 }
 
@@ -123,18 +136,18 @@ mod tests {
         let mut held = Vec::new();
         let a = pair(&l, &mut held).await;
         let a_port = port(&a);
-        pool.put(addr, a);
+        pool.put(addr, a, Instant::now());
         assert_eq!(pool.idle_count(addr), 1);
-        assert_eq!(port(&pool.take(addr).unwrap()), a_port);
-        assert!(pool.take(addr).is_none());
+        assert_eq!(port(&pool.take(addr, Instant::now()).unwrap()), a_port);
+        assert!(pool.take(addr, Instant::now()).is_none());
 
-        pool.put(addr, pair(&l, &mut held).await);
+        pool.put(addr, pair(&l, &mut held).await, Instant::now());
         tokio::time::sleep(Duration::from_millis(80)).await;
-        assert!(pool.take(addr).is_none(), "idle past the timeout");
+        assert!(pool.take(addr, Instant::now()).is_none(), "idle past the timeout");
 
-        pool.put(addr, pair(&l, &mut held).await);
+        pool.put(addr, pair(&l, &mut held).await, Instant::now());
         tokio::time::sleep(Duration::from_millis(80)).await;
-        pool.put(addr, pair(&l, &mut held).await);
+        pool.put(addr, pair(&l, &mut held).await, Instant::now());
         pool.sweep();
         assert_eq!(pool.idle_count(addr), 1, "only the fresh one survives a sweep");
     }
@@ -146,10 +159,10 @@ mod tests {
         let pool = Pool::new(Duration::from_secs(60));
         let mut held = Vec::new();
         let a = PoolKey::here(addr, Some(Arc::from("ns/a\0fp1")));
-        pool.put(&a, pair(&l, &mut held).await);
-        assert!(pool.take(&PoolKey::here(addr, Some(Arc::from("ns/b\0fp2")))).is_none());
-        assert!(pool.take(&PoolKey::here(addr, None)).is_none());
-        assert!(pool.take(&a).is_some());
+        pool.put(&a, pair(&l, &mut held).await, Instant::now());
+        assert!(pool.take(&PoolKey::here(addr, Some(Arc::from("ns/b\0fp2"))), Instant::now()).is_none());
+        assert!(pool.take(&PoolKey::here(addr, None), Instant::now()).is_none());
+        assert!(pool.take(&a, Instant::now()).is_some());
     }
 
     #[tokio::test]
@@ -159,7 +172,7 @@ mod tests {
         let pool = Pool::new(Duration::from_secs(60));
         let mut held = Vec::new();
         for _ in 0..MAX_IDLE_PER_ADDR + 3 {
-            pool.put(addr, pair(&l, &mut held).await);
+            pool.put(addr, pair(&l, &mut held).await, Instant::now());
         }
         assert_eq!(pool.idle_count(addr), MAX_IDLE_PER_ADDR);
     }

@@ -37,15 +37,23 @@ impl ReadTimer {
     }
 
     /// Runs `read`, giving up with [`TimedOut`] when it has not completed
-    /// `limit` after it first had to wait.
-    pub async fn run<F: Future>(&mut self, limit: Duration, read: F) -> Result<F::Output, TimedOut> {
+    /// `limit` after it began: at `began` when the caller has a clock reading
+    /// from just before the read (a request's start: waiting then costs no
+    /// clock read), otherwise when it first had to wait.
+    pub async fn run<F: Future>(
+        &mut self,
+        began: Option<std::time::Instant>,
+        limit: Duration,
+        read: F,
+    ) -> Result<F::Output, TimedOut> {
         let mut read = pin!(read);
         let mut deadline = None;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(out) = read.as_mut().poll(cx) {
                 return Poll::Ready(Ok(out));
             }
-            let deadline = *deadline.get_or_insert_with(|| Instant::now() + limit);
+            let deadline =
+                *deadline.get_or_insert_with(|| began.map_or_else(Instant::now, Instant::from_std) + limit);
             let sleep = match &mut self.sleep {
                 Some(sleep) => {
                     // Armed later (a previous wait had a longer limit): move it
@@ -85,7 +93,7 @@ mod tests {
     #[tokio::test]
     async fn a_ready_read_arms_nothing() {
         let mut timer = ReadTimer::new();
-        assert_eq!(timer.run(SEC, async { 7 }).await, Ok(7));
+        assert_eq!(timer.run(None, SEC, async { 7 }).await, Ok(7));
         assert!(timer.sleep.is_none());
     }
 
@@ -93,7 +101,7 @@ mod tests {
     async fn a_read_that_never_completes_times_out_at_its_limit() {
         let mut timer = ReadTimer::new();
         let start = Instant::now();
-        assert_eq!(timer.run(3 * SEC, std::future::pending::<()>()).await, Err(TimedOut));
+        assert_eq!(timer.run(None, 3 * SEC, std::future::pending::<()>()).await, Err(TimedOut));
         assert_eq!(start.elapsed(), 3 * SEC);
     }
 
@@ -101,23 +109,34 @@ mod tests {
     async fn each_wait_gets_its_full_limit_from_when_it_began() {
         let mut timer = ReadTimer::new();
         // A first wait arms the sleep for t=10 s and completes at t=4 s.
-        let done = timer.run(10 * SEC, tokio::time::sleep(4 * SEC)).await;
+        let done = timer.run(None, 10 * SEC, tokio::time::sleep(4 * SEC)).await;
         assert_eq!(done, Ok(()));
         // The next wait starts at t=4 s: it must not end at the stale t=10 s.
         let start = Instant::now();
-        assert_eq!(timer.run(10 * SEC, std::future::pending::<()>()).await, Err(TimedOut));
+        assert_eq!(timer.run(None, 10 * SEC, std::future::pending::<()>()).await, Err(TimedOut));
         assert_eq!(start.elapsed(), 10 * SEC);
         // A read that completes after the stale deadline passed is not cut off.
-        let done = timer.run(10 * SEC, tokio::time::sleep(9 * SEC)).await;
+        let done = timer.run(None, 10 * SEC, tokio::time::sleep(9 * SEC)).await;
         assert_eq!(done, Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_given_start_counts_the_time_before_the_wait() {
+        let mut timer = ReadTimer::new();
+        let began = Instant::now();
+        tokio::time::advance(2 * SEC).await;
+        let waited = Instant::now();
+        let out = timer.run(Some(began.into_std()), 3 * SEC, std::future::pending::<()>()).await;
+        assert_eq!(out, Err(TimedOut));
+        assert_eq!(waited.elapsed(), SEC, "3 s from `began`, 2 s of which had passed");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_shorter_limit_than_the_armed_one_is_honoured() {
         let mut timer = ReadTimer::new();
-        assert_eq!(timer.run(60 * SEC, tokio::time::sleep(SEC)).await, Ok(()));
+        assert_eq!(timer.run(None, 60 * SEC, tokio::time::sleep(SEC)).await, Ok(()));
         let start = Instant::now();
-        assert_eq!(timer.run(2 * SEC, std::future::pending::<()>()).await, Err(TimedOut));
+        assert_eq!(timer.run(None, 2 * SEC, std::future::pending::<()>()).await, Err(TimedOut));
         assert_eq!(start.elapsed(), 2 * SEC);
     }
 
@@ -133,12 +152,12 @@ mod tests {
                 writer.write_all(&[i]).await.unwrap();
             };
             let mut byte = [0u8; 1];
-            let (read, ()) = tokio::join!(timer.run(SEC, reader.read_exact(&mut byte)), write);
+            let (read, ()) = tokio::join!(timer.run(None, SEC, reader.read_exact(&mut byte)), write);
             assert_eq!(read.unwrap().unwrap(), 1);
             assert_eq!(byte[0], i);
         }
         drop(writer);
         let mut rest = Vec::new();
-        assert_eq!(timer.run(SEC, reader.read_to_end(&mut rest)).await.unwrap().unwrap(), 0);
+        assert_eq!(timer.run(None, SEC, reader.read_to_end(&mut rest)).await.unwrap().unwrap(), 0);
     }
 }
