@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -580,6 +581,48 @@ def ab_run(p: Path_, url: str, concurrency: int, procs: int, duration: str, out_
     return out
 
 
+def ab_pair(b: "Bench", other: str, rounds: int, requests: int) -> str:
+    """Two oci-connector binaries side by side: both run at once (the fast
+    upstream's config, two ports), `ab -k -n` alternates between them, the order
+    flipping every round. Per round: req/s and CPU per request of each; then the
+    median B/A ratios. Pairing cancels the host's drift, which moves a lone
+    run's CPU per request by 20-40% here; run it twice with the binaries swapped
+    (and once with the same binary in both slots) to see the remaining bias."""
+    conf = b.work / "conf"
+    port_b = free_port()
+    text = (conf / "oci-connector.yaml").read_text().replace(f":{b.oci_port}", f":{port_b}")
+    (conf / "oci-connector-b.yaml").write_text(text)
+    pb = b.procs.start("oci-connector-b", [other, "serve", "--config", str(conf / "oci-connector-b.yaml")],
+                       b.work / "logs" / "oci-connector-b.log", env={"RUST_LOG": b.a.oci_log})
+    wait_http(port_b, "/v2/", (200,), "oci-connector (B)", pb)
+    assert b.oci_measured is not None
+    slots = {"A": (b.oci_port, b.oci_measured.pids[0]), "B": (port_b, pb.pid)}
+
+    def one(slot: str) -> tuple[float, float]:
+        port, pid = slots[slot]
+        url = f"http://127.0.0.1:{port}/v2/namespaces/{NAMESPACE}/connectors/fast/bench/repo-1/manifests/latest"
+        cpu0 = cpu_seconds(pid)
+        out = subprocess.run(pinned(["ab", "-k", "-q", "-c", str(b.a.small_vus), "-n", str(requests),
+                                     "-H", f"Accept: {MANIFEST_TYPE}", url], "client"),
+                             capture_output=True, text=True).stdout
+        rps = next((float(l.split()[3]) for l in out.splitlines() if l.startswith("Requests per second")), 0.0)
+        return rps, (cpu_seconds(pid) - cpu0) / requests * 1e6
+
+    one("A"), one("B")  # warm: tokens, pooled connections
+    lines = [f"A = {b.a.binary}", f"B = {other}", "round  A req/s  A us/req  B req/s  B us/req"]
+    ratios = []
+    for r in range(rounds):
+        order = ("A", "B") if r % 2 == 0 else ("B", "A")
+        got = {slot: one(slot) for slot in order}
+        (ra, ca), (rb, cb) = got["A"], got["B"]
+        lines.append(f"{r + 1:5d}  {ra:7.0f}  {ca:8.2f}  {rb:7.0f}  {cb:8.2f}")
+        ratios.append((rb / ra if ra else 0.0, cb / ca if ca else 0.0))
+    lines.append(f"median B/A: req/s {statistics.median(x for x, _ in ratios):.3f}, "
+                 f"CPU per request {statistics.median(y for _, y in ratios):.3f}")
+    b.procs.stop("oci-connector-b")
+    return "\n".join(lines)
+
+
 def metric(summary: dict, name: str, key: str, default=0.0):
     m = summary["metrics"].get(name)
     if not m:
@@ -1031,6 +1074,11 @@ def main() -> None:
     ap.add_argument("--tls", action=argparse.BooleanOptionalAction, default=env("TLS", "1") != "0",
                     help="also serve the fast upstream over TLS (needed by the tls scenarios)")
     ap.add_argument("--real-repos", type=int, default=int(env("REAL_REPOS", "20")))
+    ap.add_argument("--ab-pair", metavar="BINARY_B", default=env("AB_PAIR", ""),
+                    help="instead of the scenarios: compare --binary (A) with BINARY_B under ab, both running, "
+                         "alternating rounds (see ab_pair)")
+    ap.add_argument("--pair-rounds", type=int, default=int(env("PAIR_ROUNDS", "12")))
+    ap.add_argument("--pair-requests", type=int, default=int(env("PAIR_REQUESTS", "100000")))
     a = ap.parse_args()
     a.blob_vus = [int(v) for v in a.blob_vus.split(",") if v]
     a.paths = a.paths.split(",")
@@ -1040,6 +1088,8 @@ def main() -> None:
         if not (sep and servers and clients):
             raise SystemExit(f"--pin {a.pin!r}: want SERVERS:CLIENTS, e.g. 0:1")
         PIN.update(server=servers, client=clients)
+    if a.ab_pair:
+        a.real, a.tls, a.paths = False, False, ["oci-connector"]
     if a.real and not shutil.which("docker-registry"):
         print("docker-registry not installed: skipping the real-registry rows", file=sys.stderr)
         a.real = False
@@ -1050,6 +1100,9 @@ def main() -> None:
     b.setup()
     print(f"upstream :{b.up_port}  nginx :{b.ngx_port}  oci-connector :{b.oci_port}"
           + (f"  registry :{b.reg_port}  nginx(registry) :{b.ngx_real_port}" if a.real else ""), flush=True)
+    if a.ab_pair:
+        print(ab_pair(b, a.ab_pair, a.pair_rounds, a.pair_requests))
+        return
     b.scenarios()
     table = b.report()
     (b.out / "latest.md").write_text(table)
