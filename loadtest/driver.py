@@ -1060,7 +1060,7 @@ def main() -> None:
                          "tls (tls-manifests-ab, tls-blob-1, tls-blob-32 against the upstream over TLS)")
     ap.add_argument("--ab-procs", type=int, default=int(env("AB_PROCS", "1")),
                     help="ab processes for manifests-ab (ab is single-threaded)")
-    ap.add_argument("--k6-reps", type=int, default=int(env("K6_REPS", "3")),
+    ap.add_argument("--k6-reps", type=int, default=int(env("K6_REPS", "5")),
                     help="interleaved runs per path of the timed k6 scenarios (manifests, mixed); the median is reported")
     ap.add_argument("--blob-reps", type=int, default=int(env("BLOB_REPS", "3")),
                     help="interleaved runs per path of each blob scenario; the median is reported")
