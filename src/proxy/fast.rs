@@ -299,7 +299,7 @@ impl Proxy {
             return x.head.client_head(&x.buf, connection, dechunk, |_, _| None);
         };
         x.head.client_head(&x.buf, connection, dechunk, |name, value| {
-            view.header(name, std::str::from_utf8(value).ok()?, tags)
+            view.header(std::str::from_utf8(name).ok()?, std::str::from_utf8(value).ok()?, tags)
         })
     }
 }

@@ -47,19 +47,19 @@ pub fn request_head<'a>(
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\n");
     if let Some(a) = authorization {
-        put_header(&mut out, "Authorization", a.as_bytes());
+        put_header(&mut out, b"Authorization", a.as_bytes());
     }
     for (name, value) in client_headers {
         if !DROP_REQUEST.iter().any(|d| name.eq_ignore_ascii_case(d)) {
-            put_header(&mut out, name, value);
+            put_header(&mut out, name.as_bytes(), value);
         }
     }
     out.extend_from_slice(b"\r\n");
     out
 }
 
-fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    out.extend_from_slice(name.as_bytes());
+fn put_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
@@ -190,9 +190,10 @@ impl ResponseHead {
     }
 
     /// Serialises the head for the client: hop-by-hop headers and the challenge
-    /// dropped, each remaining value passed through `map` (which returns a
-    /// replacement, or `None` to keep the value), and `connection` (if any)
-    /// sent as the `Connection` header. `Content-Length` goes when the body is
+    /// dropped, each remaining header passed to `map` as (name, value) bytes
+    /// (it returns a replacement value, or `None` to keep it; httparse checked
+    /// the names are tokens, so nothing is validated as UTF-8 per header), and
+    /// `connection` (if any) sent as the `Connection` header. `Content-Length` goes when the body is
     /// not length-framed; `Transfer-Encoding` too when `dechunk` (the body is
     /// sent de-chunked to an HTTP/1.0 client, delimited by closing).
     pub fn client_head(
@@ -200,7 +201,7 @@ impl ResponseHead {
         buf: &[u8],
         connection: Option<&str>,
         dechunk: bool,
-        mut map: impl FnMut(&str, &[u8]) -> Option<String>,
+        mut map: impl FnMut(&[u8], &[u8]) -> Option<String>,
     ) -> Vec<u8> {
         let drop_length = matches!(self.framing, Framing::Chunked | Framing::UntilClose);
         let mut out = Vec::with_capacity(self.len + 32);
@@ -229,7 +230,6 @@ impl ResponseHead {
             {
                 continue;
             }
-            let name = std::str::from_utf8(name).unwrap_or_default();
             let value = &buf[v.clone()];
             match map(name, value) {
                 Some(replaced) => put_header(&mut out, name, replaced.as_bytes()),
@@ -237,7 +237,7 @@ impl ResponseHead {
             }
         }
         if let Some(c) = connection {
-            put_header(&mut out, "Connection", c.as_bytes());
+            put_header(&mut out, b"Connection", c.as_bytes());
         }
         out.extend_from_slice(b"\r\n");
         out
@@ -505,7 +505,7 @@ mod tests {
                     WWW-Authenticate: Bearer realm=\"r\"\r\nContent-Length: 0\r\n\r\n";
         let h = head(raw, false);
         let out = h.client_head(raw, Some("close"), false, |n, _| {
-            n.eq_ignore_ascii_case("location").then(|| "/y".to_string())
+            n.eq_ignore_ascii_case(b"location").then(|| "/y".to_string())
         });
         assert_eq!(
             String::from_utf8(out).unwrap(),
