@@ -89,32 +89,22 @@ struct Shard {
 /// (method, endpoint) pairs, so a list beats a map.
 #[derive(Debug, Default)]
 struct ConnectorSeries {
-    requests: Vec<(&'static str, &'static str, RequestSeries)>,
+    /// By (method, endpoint).
+    requests: Vec<((&'static str, &'static str), RequestSeries)>,
+    /// By endpoint.
     timings: Vec<(&'static str, TimingSeries)>,
 }
 
-impl ConnectorSeries {
-    fn requests(&mut self, method: &'static str, endpoint: &'static str) -> &mut RequestSeries {
-        let i = match self.requests.iter().position(|(m, e, _)| *m == method && *e == endpoint) {
-            Some(i) => i,
-            None => {
-                self.requests.push((method, endpoint, RequestSeries::default()));
-                self.requests.len() - 1
-            }
-        };
-        &mut self.requests[i].2
-    }
-
-    fn timings(&mut self, endpoint: &'static str) -> &mut TimingSeries {
-        let i = match self.timings.iter().position(|(e, _)| *e == endpoint) {
-            Some(i) => i,
-            None => {
-                self.timings.push((endpoint, TimingSeries::default()));
-                self.timings.len() - 1
-            }
-        };
-        &mut self.timings[i].1
-    }
+/// The value for `key` in a short association list, added empty if missing.
+fn entry<K: PartialEq, V: Default>(list: &mut Vec<(K, V)>, key: K) -> &mut V {
+    let i = match list.iter().position(|(k, _)| *k == key) {
+        Some(i) => i,
+        None => {
+            list.push((key, V::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[i].1
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -250,11 +240,11 @@ impl Metrics {
             Some(s) => s,
             None => shard.connectors.entry(Arc::from(r.connector)).or_default(),
         };
-        let counts = series.requests(method, r.endpoint);
+        let counts = entry(&mut series.requests, (method, r.endpoint));
         counts.by_class[usize::from(r.status / 100).min(5)] += 1;
         counts.bytes_in += r.bytes_in;
         counts.bytes_out += r.bytes_out;
-        let timing = series.timings(r.endpoint);
+        let timing = entry(&mut series.timings, r.endpoint);
         timing.request.observe(r.duration);
         if let Some(u) = r.upstream_duration {
             timing.upstream.observe(u);
@@ -354,7 +344,7 @@ impl Metrics {
         for shard in self.shards.all() {
             let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
             for (connector, series) in &shard.connectors {
-                for (method, endpoint, counts) in &series.requests {
+                for ((method, endpoint), counts) in &series.requests {
                     let key = RequestKey { connector: connector.clone(), method, endpoint };
                     requests.entry(key).or_default().add(counts);
                 }
@@ -464,6 +454,15 @@ fn escape(v: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The request and timing series as `/metrics` renders them.
+    fn rendered_series(m: &Metrics) -> String {
+        let (requests, timings) = m.merged();
+        let mut out = String::new();
+        m.render_requests(&mut out, &requests);
+        m.render_timings(&mut out, &timings);
+        out
+    }
+
     #[test]
     fn histogram_is_cumulative() {
         let mut h = Histogram::default();
@@ -505,10 +504,7 @@ mod tests {
                 bytes_out: 100,
             });
         }
-        let mut out = String::new();
-        let (requests, timings) = m.merged();
-        m.render_requests(&mut out, &requests);
-        m.render_timings(&mut out, &timings);
+        let out = rendered_series(m);
         let l = "connector=\"ns/a\",method=\"GET\",endpoint=\"blob\"";
         assert!(
             out.contains(&format!("oci_connector_requests_total{{{l},status_class=\"2xx\"}} 2\n")),
@@ -546,10 +542,7 @@ mod tests {
             });
         }
         m.retain_connectors(&["ns/kept"].into_iter().collect());
-        let mut out = String::new();
-        let (requests, timings) = m.merged();
-        m.render_requests(&mut out, &requests);
-        m.render_timings(&mut out, &timings);
+        let out = rendered_series(&m);
         assert!(out.contains("connector=\"ns/kept\""), "{out}");
         assert!(out.contains(&format!("connector=\"{NO_CONNECTOR}\"")), "{out}");
         assert!(!out.contains("ns/gone"), "{out}");
@@ -583,10 +576,7 @@ mod tests {
         assert_eq!(m.in_flight(), 1);
         drop(guard);
         assert_eq!(m.in_flight(), 0);
-        let (requests, timings) = m.merged();
-        let mut out = String::new();
-        m.render_requests(&mut out, &requests);
-        m.render_timings(&mut out, &timings);
+        let out = rendered_series(m);
         let l = "connector=\"ns/a\",method=\"HEAD\",endpoint=\"manifest\"";
         assert!(
             out.contains(&format!("oci_connector_requests_total{{{l},status_class=\"2xx\"}} 300\n")),

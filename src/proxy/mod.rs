@@ -398,7 +398,7 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let req = session.req_header();
         let status = session.response_written().map(|r| r.status.as_u16()).or(ctx.status).unwrap_or(0);
-        let _ = self.record(&req.method, req.uri.path(), status, e.map(|e| e.etype().as_str()), ctx);
+        self.record(&req.method, req.uri.path(), status, e.map(|e| e.etype().as_str()), ctx);
     }
 }
 
