@@ -66,15 +66,16 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint's path below `/v2/<repository>/`.
-    pub fn path_suffix(&self) -> String {
+    /// The endpoint's path below `/v2/<repository>/`, as its two parts: what
+    /// names the endpoint and its argument (reference, digest or session id).
+    pub fn path_parts(&self) -> (&'static str, &str) {
         match self {
-            Endpoint::Manifest(r) => format!("manifests/{r}"),
-            Endpoint::Blob(d) => format!("blobs/{d}"),
-            Endpoint::UploadStart => "blobs/uploads/".to_string(),
-            Endpoint::UploadSession(id) => format!("blobs/uploads/{id}"),
-            Endpoint::Tags => "tags/list".to_string(),
-            Endpoint::Referrers(d) => format!("referrers/{d}"),
+            Endpoint::Manifest(r) => ("manifests/", r),
+            Endpoint::Blob(d) => ("blobs/", d),
+            Endpoint::UploadStart => ("blobs/uploads/", ""),
+            Endpoint::UploadSession(id) => ("blobs/uploads/", id),
+            Endpoint::Tags => ("tags/list", ""),
+            Endpoint::Referrers(d) => ("referrers/", d),
         }
     }
 
@@ -144,7 +145,11 @@ fn path_resolver_route(rest: &str) -> Route {
     if !is_k8s_name(ns) || !is_k8s_name(name) {
         return Route::NotFound("namespace and connector names must be lowercase DNS labels");
     }
-    let prefix = format!("/v2/namespaces/{ns}/connectors/{name}");
+    // Built by hand: this runs for every request, and `format!` costs more.
+    let mut prefix = String::with_capacity(27 + ns.len() + name.len());
+    for part in ["/v2/namespaces/", ns, "/connectors/", name] {
+        prefix.push_str(part);
+    }
     api_route(Selector::Id(ConnectorId::new(ns, name)), api, prefix)
 }
 
@@ -350,6 +355,9 @@ mod tests {
         ];
         for (api, repo, ep) in cases {
             let (r, e) = split_api_path(&api).unwrap_or_else(|| panic!("no route for {api}"));
+            // The endpoint's path parts give back what followed the repository.
+            let (endpoint, argument) = e.path_parts();
+            assert_eq!(format!("{r}/{endpoint}{argument}"), api);
             assert_eq!((r, e), (repo, ep), "{api}");
         }
     }

@@ -16,11 +16,21 @@ pub fn predict(method: &Method, repository: &str, mount_from: Option<&str>) -> V
     } else {
         "pull,push"
     };
-    let mut scopes = vec![format!("repository:{repository}:{actions}")];
+    let mut scopes = Vec::with_capacity(1 + usize::from(mount_from.is_some()));
+    scopes.push(repository_scope(repository, actions));
     if let Some(from) = mount_from.filter(|f| *f != repository) {
-        scopes.push(format!("repository:{from}:pull"));
+        scopes.push(repository_scope(from, "pull"));
     }
     scopes
+}
+
+/// `repository:<name>:<actions>`, built by hand: this runs for every request.
+fn repository_scope(name: &str, actions: &str) -> String {
+    let mut scope = String::with_capacity(12 + name.len() + actions.len());
+    for part in ["repository:", name, ":", actions] {
+        scope.push_str(part);
+    }
+    scope
 }
 
 /// Splits a challenge's `scope` parameter (space-separated) into scopes.

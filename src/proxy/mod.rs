@@ -441,11 +441,12 @@ impl Proxy {
         let connector = &state.connector;
         ctx.upstream_repo = rewrite::upstream_repository(connector, &route.repository);
         let uq = rewrite::upstream_query(ask.query, &route.client_prefix, connector);
-        // Sized once: `format!` plus the query grew it (a realloc per request).
-        let suffix = route.endpoint.path_suffix();
+        // Sized once and built in place: one allocation per request.
+        let (endpoint, argument) = route.endpoint.path_parts();
         let query_len = uq.query.as_ref().map_or(0, |q| q.len() + 1);
-        let mut uri = String::with_capacity(5 + ctx.upstream_repo.len() + suffix.len() + query_len);
-        for part in ["/v2/", ctx.upstream_repo.as_str(), "/", suffix.as_str()] {
+        let mut uri =
+            String::with_capacity(5 + ctx.upstream_repo.len() + endpoint.len() + argument.len() + query_len);
+        for part in ["/v2/", ctx.upstream_repo.as_str(), "/", endpoint, argument] {
             uri.push_str(part);
         }
         if let Some(q) = &uq.query {
