@@ -38,14 +38,29 @@ SCENARIOS = {
 
 
 def paired_ratios(rounds: dict, key: str) -> list[float]:
-    """oci/nginx per round, in round order."""
+    """oci/nginx per round, in round order; a round nginx did not finish is left out.
+
+    >>> paired_ratios({"oci-connector": [{"rps": 110}, {"rps": 90}, {"rps": 50}],
+    ...                "nginx": [{"rps": 100}, {"rps": 100}, {"rps": 0}]}, "rps")
+    [1.1, 0.9]
+    >>> paired_ratios({"nginx": [{"rps": 100}]}, "rps")
+    []
+    """
     oci, nginx = rounds.get("oci-connector", []), rounds.get("nginx", [])
     return [o[key] / n[key] for o, n in zip(oci, nginx) if n[key]]
 
 
 def sign_test(wins: int, n: int) -> float:
     """One-sided p-value of at least `wins` of `n` rounds won by a proxy that
-    is no better than the other (each round a coin flip)."""
+    is no better than the other (each round a coin flip).
+
+    >>> round(sign_test(18, 21), 4)
+    0.0007
+    >>> sign_test(0, 5)
+    1.0
+    >>> sign_test(3, 3)
+    0.125
+    """
     return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2**n
 
 
