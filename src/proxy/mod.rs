@@ -441,19 +441,11 @@ impl Proxy {
         let connector = &state.connector;
         ctx.upstream_repo = rewrite::upstream_repository(connector, &route.repository);
         let uq = rewrite::upstream_query(ask.query, &route.client_prefix, connector);
-        // Sized once and built in place: one allocation per request.
+        // One allocation, sized once by `concat`.
         let (endpoint, argument) = route.endpoint.path_parts();
-        let query_len = uq.query.as_ref().map_or(0, |q| q.len() + 1);
-        let mut uri =
-            String::with_capacity(5 + ctx.upstream_repo.len() + endpoint.len() + argument.len() + query_len);
-        for part in ["/v2/", ctx.upstream_repo.as_str(), "/", endpoint, argument] {
-            uri.push_str(part);
-        }
-        if let Some(q) = &uq.query {
-            uri.push('?');
-            uri.push_str(q);
-        }
-        ctx.upstream_uri = uri;
+        let (mark, query) = uq.query.as_deref().map_or(("", ""), |q| ("?", q));
+        ctx.upstream_uri =
+            ["/v2/", ctx.upstream_repo.as_str(), "/", endpoint, argument, mark, query].concat();
         ctx.scopes = auth::scope::predict(ask.method, &ctx.upstream_repo, uq.mount_from.as_deref());
         ctx.connector = Some(state.clone());
         ctx.route = Some(route);
