@@ -29,8 +29,10 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import pool  # loadtest/pool.py, beside this script: the paired-round arithmetic
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -506,24 +508,14 @@ class Row:
 
 def median_row(rows: list[Row], key) -> Row:
     """The median run by `key`, carrying what must hold for every run: errors and
-    token fetches summed, peak RSS the highest seen."""
-    row = sorted(rows, key=key)[len(rows) // 2]
+    token fetches summed, peak RSS the highest seen. A copy: the runs themselves
+    stay as measured (`latest.json` keeps them for the paired rounds)."""
+    row = replace(sorted(rows, key=key)[len(rows) // 2])
     row.errors = sum(r.errors for r in rows)
     row.token_fetches = sum(r.token_fetches for r in rows)
     peaks = [r.rss for r in rows if r.rss is not None]
     row.rss = max(peaks) if peaks else None
     return row
-
-
-def paired(oci: list[Row], nginx: list[Row], key) -> list[float]:
-    """oci/nginx round by round. Within a round the paths run back to back, so
-    the host's drift between rounds (20-40% here) cancels out of each ratio."""
-    return [key(o) / key(n) for o, n in zip(oci, nginx) if key(n)]
-
-
-def paired_summary(ratios: list[float]) -> str:
-    return (f"paired median {statistics.median(ratios):.2f}x, "
-            f"ahead in {sum(r >= 1.0 for r in ratios)} of {len(ratios)} rounds")
 
 
 def k6_run(script: str, p: Path_, env: dict, out_dir: Path, label: str) -> dict:
@@ -933,6 +925,11 @@ class Bench:
                                                 "REPOS": 1, **real}, kind="real")
 
     # -------------------------------------------------------------- report
+    def rounds_json(self) -> dict[str, dict[str, list[dict]]]:
+        """Every run of every scenario by path, as `latest.json` keeps them and
+        `pool.py` reads them."""
+        return {s: {p: [vars(r) for r in rows] for p, rows in runs.items()} for s, runs in self.rounds.items()}
+
     def report(self) -> str:
         a = self.a
         by = {(r.scenario, r.path): r for r in self.rows}
@@ -944,12 +941,12 @@ class Bench:
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         checks = []
-        pairs: dict[str, list[float]] = {}
-        for s, runs in self.rounds.items():
-            if len(runs.get("oci-connector", [])) > 1 and runs.get("nginx"):
-                key = (lambda r: r.mibps) if blobish(s) else (lambda r: r.rps)
-                pairs[s] = paired(runs["oci-connector"], runs["nginx"], key)
-        vs_nginx = lambda s, ratio: f"{ratio:.2f}x" + (f" ({paired_summary(pairs[s])})" if s in pairs else "")
+        # oci/nginx within each round: the paths run back to back in a round, so
+        # the host's drift between rounds (20-40% here) cancels out of each ratio.
+        pairs = {s: pool.paired_ratios(runs, "mibps" if blobish(s) else "rps")
+                 for s, runs in self.rounds_json().items()
+                 if len(runs.get("oci-connector", [])) > 1 and runs.get("nginx")}
+        vs_nginx = lambda s, ratio: f"{ratio:.2f}x" + (f" ({pool.summary(pairs[s])})" if s in pairs else "")
         for s in scenarios:
             key = (lambda r: r.mibps) if blobish(s) else (lambda r: r.rps)
             for path in ("direct", "nginx", "oci-connector"):
@@ -1017,7 +1014,7 @@ class Bench:
                        "medians; these ratios cancel the host's drift between rounds).", "",
                        "| scenario | oci/nginx by round | median | oci ahead |", "|---|---|---:|---:|"]
             target += [f"| {s} | {' '.join(f'{x:.2f}' for x in r)} | {statistics.median(r):.2f}x "
-                       f"| {sum(x >= 1.0 for x in r)} of {len(r)} |" for s, r in pairs.items()]
+                       f"| {pool.won(r)} of {len(r)} |" for s, r in pairs.items()]
         notes = [
             "",
             "req/s counts completed HTTP requests; MiB/s is bytes received by k6 over the scenario's wall time;",
@@ -1136,7 +1133,7 @@ def main() -> None:
     (b.out / "latest.md").write_text(table)
     (b.out / "latest.json").write_text(json.dumps(
         {"rows": [r.__dict__ for r in b.rows],
-         "rounds": {s: {p: [r.__dict__ for r in rows] for p, rows in runs.items()} for s, runs in b.rounds.items()}},
+         "rounds": b.rounds_json()},
         indent=1))
     print()
     print(table)

@@ -50,6 +50,24 @@ def paired_ratios(rounds: dict, key: str) -> list[float]:
     return [o[key] / n[key] for o, n in zip(oci, nginx) if n[key]]
 
 
+def won(ratios: list[float]) -> int:
+    """Rounds oci-connector was at least as fast as nginx.
+
+    >>> won([1.1, 0.9, 1.0])
+    2
+    """
+    return sum(r >= 1.0 for r in ratios)
+
+
+def summary(ratios: list[float]) -> str:
+    """One line for a run's report.
+
+    >>> summary([1.1, 0.9, 1.2])
+    'paired median 1.10x, ahead in 2 of 3 rounds'
+    """
+    return f"paired median {statistics.median(ratios):.2f}x, ahead in {won(ratios)} of {len(ratios)} rounds"
+
+
 def sign_test(wins: int, n: int) -> float:
     """One-sided p-value of at least `wins` of `n` rounds won by a proxy that
     is no better than the other (each round a coin flip).
@@ -84,7 +102,7 @@ def main(paths: list[str]) -> int:
     print("| scenario | judged | paired median per run | rounds | pooled median oci/nginx | oci ahead | sign test p |")
     print("|---|---|---|---:|---:|---:|---:|")
     for scenario, ratios in pooled.items():
-        wins = sum(r >= 1.0 for r in ratios)
+        wins = won(ratios)
         judged = "yes" if SCENARIOS[scenario][1] else "no"
         print(f"| {scenario} | {judged} | {' / '.join(per_run[scenario])} | {len(ratios)} "
               f"| {statistics.median(ratios):.2f}x | {wins} of {len(ratios)} | {sign_test(wins, len(ratios)):.3f} |")
