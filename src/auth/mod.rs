@@ -159,8 +159,8 @@ const MEMO_SCHEME_TTL: Duration = Duration::from_secs(60);
 ///
 /// Kept per thread ([`Sharded`]): each thread memoises what it looked up, in
 /// its own copy of the header, so a hit takes only its thread's (uncontended)
-/// lock and bumps no count another core writes too (each thread's first request for a scope goes to
-/// moka, which is shared).
+/// lock and bumps no count another core writes too (each thread's first
+/// request for a scope goes to moka, which is shared).
 #[derive(Debug, Default)]
 pub struct AuthMemo {
     shards: Sharded<MemoShard>,

@@ -193,9 +193,10 @@ impl ResponseHead {
     /// dropped, each remaining header passed to `map` as (name, value) bytes
     /// (it returns a replacement value, or `None` to keep it; httparse checked
     /// the names are tokens, so nothing is validated as UTF-8 per header), and
-    /// `connection` (if any) sent as the `Connection` header. `Content-Length` goes when the body is
-    /// not length-framed; `Transfer-Encoding` too when `dechunk` (the body is
-    /// sent de-chunked to an HTTP/1.0 client, delimited by closing).
+    /// `connection` (if any) sent as the `Connection` header. `Content-Length`
+    /// goes when the body is not length-framed; `Transfer-Encoding` too when
+    /// `dechunk` (the body is sent de-chunked to an HTTP/1.0 client, delimited
+    /// by closing).
     pub fn client_head(
         &self,
         buf: &[u8],
